@@ -1,0 +1,51 @@
+"""``nnatlas models [PATTERN]``: the registered models with their task and exact parameter count."""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+from rich.console import Console
+from rich.table import Table
+
+from nnatlas.analysis import count_parameters
+from nnatlas.models import TASKS, create_model, get_model_info, list_models
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "models",
+        help="list registered models with their task and parameter count",
+        description="List the registered models. PATTERN is a shell-style pattern such as 'resnet*' or '*vgg*'. "
+        "Parameter counts are exact, for the default configuration (num_classes as in the builder).",
+    )
+    p.add_argument("pattern", nargs="?", default="*", help="fnmatch pattern over model names (default: all)")
+    p.add_argument("--task", choices=TASKS, help="only models of this task")
+    p.set_defaults(func=run)
+
+
+def parameter_count(name: str) -> int:
+    """Exact count without allocating weights: the model is built on the meta device."""
+    try:
+        with torch.device("meta"):
+            return count_parameters(create_model(name))
+    except (RuntimeError, NotImplementedError):
+        return count_parameters(create_model(name))
+
+
+def run(args: argparse.Namespace) -> int:
+    names = list_models(args.pattern, task=args.task)
+    console = Console()
+    if not names:
+        console.print(f"no registered model matches {args.pattern!r}")
+        return 0
+    table = Table(title=f"nnatlas models ({len(names)})")
+    table.add_column("name", style="bold", no_wrap=True)
+    table.add_column("task", no_wrap=True)
+    table.add_column("parameters", justify="right", no_wrap=True)
+    table.add_column("description", overflow="fold")
+    for name in names:
+        info = get_model_info(name)
+        table.add_row(name, info.task, f"{parameter_count(name):,}", info.description)
+    console.print(table)
+    return 0

@@ -1,0 +1,136 @@
+"""``nnatlas train``: train a registered model on a data set, writing ``runs/<name>/``."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from typing import Any
+
+from rich.console import Console
+
+from nnatlas.analysis import count_parameters
+from nnatlas.cli.common import UsageError
+from nnatlas.cli.progress import NullProgress, RichProgress
+from nnatlas.data import DATASETS, load_dataset
+from nnatlas.engine import (
+    OPTIMIZERS,
+    SCHEDULERS,
+    ClassificationTask,
+    RunDirError,
+    TrainConfig,
+    Trainer,
+    create_run_dir,
+    read_jsonl,
+)
+from nnatlas.models import create_model, get_model_info
+from nnatlas.viz import plot_curves
+
+TRAIN_TASKS = ("classification",)
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    d = TrainConfig()
+    p = sub.add_parser(
+        "train",
+        help="train a model (default: cifar_resnet20 on the embedded digits data)",
+        description="Train a registered model on a data set. With no arguments it trains a ResNet-20 on "
+        "scikit-learn's 8x8 digits, which ships with the package (no download), and writes the run to "
+        "runs/<name>/: config.json, metrics.jsonl (one line per epoch), model.safetensors and curves.png. "
+        "An existing run folder is never overwritten: a second run gets the suffix -2, -3, ...",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument(
+        "task", nargs="?", default="classification", help=f"task to train: {', '.join(TRAIN_TASKS)}"
+    )
+    p.add_argument("--model", default="cifar_resnet20", help="registered model name (see `nnatlas models`)")
+    p.add_argument("--data", default="digits", help=f"data set: {', '.join(DATASETS)}")
+    p.add_argument("--epochs", type=int, default=d.epochs, help="number of passes over the training set")
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help="training batch size")
+    p.add_argument("--lr", type=float, default=d.lr, help="peak learning rate")
+    p.add_argument("--optimizer", default=d.optimizer, choices=OPTIMIZERS, help="optimiser")
+    p.add_argument(
+        "--weight-decay", type=float, default=d.weight_decay, help="decay of weights (not of norms/biases)"
+    )
+    p.add_argument(
+        "--scheduler", default=d.scheduler, choices=SCHEDULERS, help="learning-rate schedule per step"
+    )
+    p.add_argument("--warmup-epochs", type=float, default=d.warmup_epochs, help="linear warm-up length")
+    p.add_argument("--seed", type=int, default=d.seed, help="seed of weights, shuffling and data split")
+    p.add_argument("--device", default=d.device, help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--workers", type=int, default=d.num_workers, help="data-loader worker processes")
+    p.add_argument("--name", default=None, help="run folder name (default: <model>-<data>)")
+    p.add_argument("--out", default="runs", help="folder that holds the run folders")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
+    p.set_defaults(func=run)
+
+
+def _prepare(args: argparse.Namespace) -> dict[str, Any]:
+    """Validate everything and build the parts; any ValueError here is a usage error (exit 2)."""
+    if args.task not in TRAIN_TASKS:
+        from nnatlas._suggest import unknown_choice_message
+
+        raise UsageError(unknown_choice_message("task", args.task, TRAIN_TASKS))
+    try:
+        info = get_model_info(args.model)
+        if info.task != args.task:
+            raise ValueError(f"model {args.model!r} is a {info.task} model; the task is {args.task}")
+        if args.data not in DATASETS:
+            load_dataset(args.data)  # raises the ValueError that names the valid choices
+        config = TrainConfig(
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            optimizer=args.optimizer,
+            weight_decay=args.weight_decay,
+            scheduler=args.scheduler,
+            warmup_epochs=args.warmup_epochs,
+            seed=args.seed,
+            device=args.device,
+            num_workers=args.workers,
+        )
+        from nnatlas.engine import resolve_device
+
+        resolve_device(config.device)
+        data = load_dataset(args.data, seed=args.seed)
+        import torch
+
+        torch.manual_seed(args.seed)
+        model = create_model(args.model, num_classes=data.num_classes, in_channels=data.in_channels)
+        run_dir = create_run_dir(args.out, args.name or f"{args.model}-{args.data}")
+    except (ValueError, TypeError, RunDirError) as e:
+        raise UsageError(str(e)) from None
+    return {"config": config, "data": data, "model": model, "run_dir": run_dir}
+
+
+def run(args: argparse.Namespace) -> int:
+    parts = _prepare(args)
+    config, data, model, run_dir = parts["config"], parts["data"], parts["model"], parts["run_dir"]
+    console = Console(stderr=True, quiet=args.quiet)
+    console.print(
+        f"training [bold]{args.model}[/] ({count_parameters(model):,} parameters) on [bold]{data.name}[/] "
+        f"({len(data.train)} train / {len(data.val)} val) -> {run_dir}"
+    )
+    task = ClassificationTask(data.num_classes)
+    extra = {
+        "model": args.model,
+        "data": data.name,
+        "num_classes": data.num_classes,
+        "in_channels": data.in_channels,
+    }
+    reporter = NullProgress() if args.quiet else RichProgress(console)
+    t0 = time.perf_counter()
+    with reporter:
+        trainer = Trainer(
+            model, task, data.train, data.val, config, run_dir=run_dir, progress=reporter, extra_config=extra
+        )
+        trainer.fit()
+    wall = time.perf_counter() - t0
+    records = read_jsonl(run_dir / "metrics.jsonl")
+    plot_curves(records, run_dir / "curves.png", title=f"{args.model} on {data.name}")
+    last = records[-1]
+    Console().print(
+        f"done in {wall:.1f} s: val_acc {last.get('val_acc', float('nan')):.4f}, "
+        f"val_loss {last.get('val_loss', float('nan')):.4f}; run saved in {run_dir}",
+        soft_wrap=True,
+    )
+    return 0

@@ -1,0 +1,40 @@
+"""Training curves from the per-epoch records of ``metrics.jsonl``."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+
+def plot_curves(records: Sequence[Mapping[str, Any]], path: str | os.PathLike, *, title: str = "") -> None:
+    """Save a PNG with the losses (left) and every ``*_acc`` column (right) against the epoch."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if not records:
+        raise ValueError("no records to plot")
+    epochs = [r["epoch"] for r in records]
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
+    for key in sorted({k for r in records for k in r if k.endswith("_loss")}):
+        ax_loss.plot(epochs, [r.get(key, float("nan")) for r in records], marker="o", label=key)
+    ax_loss.set_xlabel("epoch")
+    ax_loss.set_ylabel("loss")
+    ax_loss.set_yscale("log")
+    ax_loss.legend()
+    ax_loss.grid(alpha=0.3)
+    acc_keys = sorted({k for r in records for k in r if k.endswith("acc")})
+    for key in acc_keys:
+        ax_acc.plot(epochs, [r.get(key, float("nan")) for r in records], marker="o", label=key)
+    ax_acc.set_xlabel("epoch")
+    ax_acc.set_ylabel("accuracy")
+    if acc_keys:
+        ax_acc.legend()
+    ax_acc.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

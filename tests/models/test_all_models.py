@@ -1,0 +1,33 @@
+"""One test over every registered model: forward shape, gradients reach every parameter, no NaN."""
+
+import pytest
+import torch
+
+from nnatlas.models import create_model, get_model_info, list_models
+
+
+def _example(info, batch: int = 2):
+    c, h, w = info.input_size
+    return torch.randn(batch, c, h, w)
+
+
+@pytest.mark.parametrize("name", list_models(task="classification"))
+def test_classification_model_forward_backward(name):
+    info = get_model_info(name)
+    model = create_model(name, num_classes=5)
+    model.train()
+    x = _example(info)
+    out = model(x)
+    outputs = list(out) if isinstance(out, (tuple, list)) else [out]
+    outputs = [o for o in outputs if o is not None]
+    assert outputs[0].shape == (2, 5)
+    loss = sum(o.float().pow(2).mean() for o in outputs)
+    loss.backward()
+    for pname, p in model.named_parameters():
+        assert p.grad is not None, f"{name}: no gradient reaches {pname}"
+        assert torch.isfinite(p.grad).all(), f"{name}: non-finite gradient in {pname}"
+    assert all(torch.isfinite(o).all() for o in outputs)
+    model.eval()
+    with torch.no_grad():
+        y = model(x)
+    assert y.shape == (2, 5) and torch.isfinite(y).all()
