@@ -42,3 +42,9 @@ def test_register_records_task_and_rejects_duplicates(monkeypatch):
         register_model("x", task="regression")
     with pytest.raises(ValueError, match="num_classes must be a positive int"):
         create_model("tiny_test_model", num_classes=0)
+
+
+def test_cli_task_names_match_the_registry():
+    from nnatlas.cli import models_cmd
+
+    assert models_cmd.TASKS == reg.TASKS

@@ -4,12 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-import torch
-from rich.console import Console
-from rich.table import Table
-
-from nnatlas.analysis import count_parameters
-from nnatlas.models import TASKS, create_model, get_model_info, list_models
+TASKS = ("classification", "segmentation", "detection", "seq2seq")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -26,6 +21,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def parameter_count(name: str) -> int:
     """Exact count without allocating weights: the model is built on the meta device."""
+    import torch
+
+    from nnatlas.analysis import count_parameters
+    from nnatlas.models import create_model
+
     try:
         with torch.device("meta"):
             return count_parameters(create_model(name))
@@ -34,6 +34,11 @@ def parameter_count(name: str) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from nnatlas.models import get_model_info, list_models
+
     names = list_models(args.pattern, task=args.task)
     console = Console()
     if not names:

@@ -1,4 +1,8 @@
-"""``nnatlas train``: train a registered model on a data set, writing ``runs/<name>/``."""
+"""``nnatlas train``: train a registered model on a data set, writing ``runs/<name>/``.
+
+The parser is built without importing torch, so ``--help`` answers at once; the heavy imports happen
+when the command runs.
+"""
 
 from __future__ import annotations
 
@@ -6,30 +10,14 @@ import argparse
 import time
 from typing import Any
 
-from rich.console import Console
-
-from nnatlas.analysis import count_parameters
+from nnatlas._choices import OPTIMIZERS, SCHEDULERS
 from nnatlas.cli.common import UsageError
-from nnatlas.cli.progress import NullProgress, RichProgress
-from nnatlas.data import DATASETS, load_dataset
-from nnatlas.engine import (
-    OPTIMIZERS,
-    SCHEDULERS,
-    ClassificationTask,
-    RunDirError,
-    TrainConfig,
-    Trainer,
-    create_run_dir,
-    read_jsonl,
-)
-from nnatlas.models import create_model, get_model_info
-from nnatlas.viz import plot_curves
 
 TRAIN_TASKS = ("classification",)
+EMBEDDED_DATA = "digits, shapes"
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    d = TrainConfig()
     p = sub.add_parser(
         "train",
         help="train a model (default: cifar_resnet20 on the embedded digits data)",
@@ -40,24 +28,26 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument(
-        "task", nargs="?", default="classification", help=f"task to train: {', '.join(TRAIN_TASKS)}"
+        "kind",
+        nargs="?",
+        default="classification",
+        metavar="TASK",
+        help=f"what to train: {', '.join(TRAIN_TASKS)}",
     )
     p.add_argument("--model", default="cifar_resnet20", help="registered model name (see `nnatlas models`)")
-    p.add_argument("--data", default="digits", help=f"data set: {', '.join(DATASETS)}")
-    p.add_argument("--epochs", type=int, default=d.epochs, help="number of passes over the training set")
-    p.add_argument("--batch-size", type=int, default=d.batch_size, help="training batch size")
-    p.add_argument("--lr", type=float, default=d.lr, help="peak learning rate")
-    p.add_argument("--optimizer", default=d.optimizer, choices=OPTIMIZERS, help="optimiser")
+    p.add_argument("--data", default="digits", help=f"data set (embedded: {EMBEDDED_DATA})")
+    p.add_argument("--epochs", type=int, default=15, help="number of passes over the training set")
+    p.add_argument("--batch-size", type=int, default=64, help="training batch size")
+    p.add_argument("--lr", type=float, default=3e-3, help="peak learning rate")
+    p.add_argument("--optimizer", default="adamw", choices=OPTIMIZERS, help="optimiser")
+    p.add_argument("--weight-decay", type=float, default=5e-4, help="decay of weights (not of norms/biases)")
     p.add_argument(
-        "--weight-decay", type=float, default=d.weight_decay, help="decay of weights (not of norms/biases)"
+        "--scheduler", default="cosine", choices=SCHEDULERS, help="learning-rate schedule, per step"
     )
-    p.add_argument(
-        "--scheduler", default=d.scheduler, choices=SCHEDULERS, help="learning-rate schedule per step"
-    )
-    p.add_argument("--warmup-epochs", type=float, default=d.warmup_epochs, help="linear warm-up length")
-    p.add_argument("--seed", type=int, default=d.seed, help="seed of weights, shuffling and data split")
-    p.add_argument("--device", default=d.device, help="auto, cpu, cuda or cuda:N")
-    p.add_argument("--workers", type=int, default=d.num_workers, help="data-loader worker processes")
+    p.add_argument("--warmup-epochs", type=float, default=1.0, help="length of the linear warm-up")
+    p.add_argument("--seed", type=int, default=0, help="seed of weights, shuffling and data split")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--workers", type=int, default=0, help="data-loader worker processes")
     p.add_argument("--name", default=None, help="run folder name (default: <model>-<data>)")
     p.add_argument("--out", default="runs", help="folder that holds the run folders")
     p.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
@@ -66,16 +56,22 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def _prepare(args: argparse.Namespace) -> dict[str, Any]:
     """Validate everything and build the parts; any ValueError here is a usage error (exit 2)."""
-    if args.task not in TRAIN_TASKS:
-        from nnatlas._suggest import unknown_choice_message
+    from nnatlas._suggest import unknown_choice_message
 
-        raise UsageError(unknown_choice_message("task", args.task, TRAIN_TASKS))
+    if args.kind not in TRAIN_TASKS:
+        raise UsageError(unknown_choice_message("task", args.kind, TRAIN_TASKS))
+    import torch
+
+    from nnatlas.data import DATASETS, load_dataset
+    from nnatlas.engine import RunDirError, TrainConfig, create_run_dir, resolve_device
+    from nnatlas.models import create_model, get_model_info
+
     try:
         info = get_model_info(args.model)
-        if info.task != args.task:
-            raise ValueError(f"model {args.model!r} is a {info.task} model; the task is {args.task}")
+        if info.task != args.kind:
+            raise ValueError(f"model {args.model!r} is a {info.task} model; the task is {args.kind}")
         if args.data not in DATASETS:
-            load_dataset(args.data)  # raises the ValueError that names the valid choices
+            raise ValueError(unknown_choice_message("data set", args.data, DATASETS))
         config = TrainConfig(
             epochs=args.epochs,
             batch_size=args.batch_size,
@@ -88,12 +84,8 @@ def _prepare(args: argparse.Namespace) -> dict[str, Any]:
             device=args.device,
             num_workers=args.workers,
         )
-        from nnatlas.engine import resolve_device
-
         resolve_device(config.device)
         data = load_dataset(args.data, seed=args.seed)
-        import torch
-
         torch.manual_seed(args.seed)
         model = create_model(args.model, num_classes=data.num_classes, in_channels=data.in_channels)
         run_dir = create_run_dir(args.out, args.name or f"{args.model}-{args.data}")
@@ -104,11 +96,19 @@ def _prepare(args: argparse.Namespace) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> int:
     parts = _prepare(args)
+    from rich.console import Console
+
+    from nnatlas.analysis import count_parameters
+    from nnatlas.cli.progress import NullProgress, RichProgress
+    from nnatlas.engine import ClassificationTask, Trainer, read_jsonl
+    from nnatlas.viz import plot_curves
+
     config, data, model, run_dir = parts["config"], parts["data"], parts["model"], parts["run_dir"]
     console = Console(stderr=True, quiet=args.quiet)
     console.print(
         f"training [bold]{args.model}[/] ({count_parameters(model):,} parameters) on [bold]{data.name}[/] "
-        f"({len(data.train)} train / {len(data.val)} val) -> {run_dir}"
+        f"({len(data.train)} train / {len(data.val)} val) -> {run_dir}",
+        soft_wrap=True,
     )
     task = ClassificationTask(data.num_classes)
     extra = {

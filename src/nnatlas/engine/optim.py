@@ -7,8 +7,7 @@ import math
 import torch
 from torch import nn
 
-OPTIMIZERS = ("adamw", "sgd")
-SCHEDULERS = ("cosine", "constant")
+from nnatlas._choices import OPTIMIZERS, SCHEDULERS
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
