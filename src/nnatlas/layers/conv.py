@@ -1,0 +1,414 @@
+"""Convolution and its variants: conv + norm + activation, grouped, depthwise-separable, dilated, transposed.
+
+A 2-D convolution maps ``(B, C_in, H, W)`` to ``(B, C_out, H_out, W_out)`` with
+``H_out = floor((H + 2p - d(k-1) - 1) / s) + 1`` and holds ``(k_h * k_w * C_in / groups + 1) * C_out``
+parameters (the ``+ 1`` is the bias). The variants below differ only in how that kernel is shaped:
+
+- grouped (Krizhevsky et al. 2012): the channels are split into ``groups`` independent convolutions, so the
+  weights shrink by the factor ``groups``;
+- depthwise-separable (Howard et al. 2017, "MobileNets"): a per-channel ``k x k`` convolution followed by a
+  ``1 x 1`` mixing convolution, ``k^2 C_in + C_in C_out`` weights instead of ``k^2 C_in C_out``;
+- dilated / atrous (Yu & Koltun 2016; Chen et al. 2017, "DeepLab"): ``d - 1`` holes between the kernel
+  taps, an effective kernel of ``k + (k - 1)(d - 1)`` pixels for the weights of ``k``;
+- transposed (Dumoulin & Visin 2016, "A guide to convolution arithmetic"): the adjoint of a convolution,
+  ``<conv(x), y> = <x, conv_transpose(y)>``, which maps sizes back up:
+  ``H_out = (H - 1)s - 2p + d(k - 1) + output_padding + 1``.
+
+Every builder validates its arguments and raises ``ValueError`` naming the argument and the value, before
+PyTorch would fail with a less helpful message deep inside ``forward``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import nn
+
+IntOrPair = int | tuple[int, int]
+Padding = int | tuple[int, int] | str
+NormLayer = Callable[[int], nn.Module]
+ActLayer = Callable[..., nn.Module]
+
+
+def _pair(name: str, value: IntOrPair) -> tuple[int, int]:
+    if isinstance(value, bool):
+        raise TypeError(f"{name} must be an int or a pair of ints; got {value!r}")
+    if isinstance(value, int):
+        return (value, value)
+    if isinstance(value, Sequence) and len(value) == 2 and all(isinstance(v, int) for v in value):
+        if not any(isinstance(v, bool) for v in value):
+            return (value[0], value[1])
+    raise TypeError(f"{name} must be an int or a pair of ints; got {value!r}")
+
+
+def _positive(name: str, value: IntOrPair, minimum: int = 1) -> tuple[int, int]:
+    pair = _pair(name, value)
+    if min(pair) < minimum:
+        raise ValueError(f"{name} must be >= {minimum}; got {name}={value!r}")
+    return pair
+
+
+def _check_channels(in_channels: int, out_channels: int, groups: int) -> None:
+    for name, value in (("in_channels", in_channels), ("out_channels", out_channels), ("groups", groups)):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"{name} must be an int; got {value!r}")
+        if value < 1:
+            raise ValueError(f"{name} must be >= 1; got {name}={value}")
+    for name, value in (("in_channels", in_channels), ("out_channels", out_channels)):
+        if value % groups != 0:
+            raise ValueError(f"{name} must be divisible by groups; got {name}={value}, groups={groups}")
+
+
+def effective_kernel_size(kernel_size: IntOrPair, dilation: IntOrPair = 1) -> IntOrPair:
+    """Span of a dilated kernel, ``k + (k - 1)(d - 1)`` per dimension (``d(k - 1) + 1``).
+
+    A ``3 x 3`` kernel with dilation 2 covers ``5 x 5`` pixels, with dilation 4 it covers ``9 x 9``; with
+    dilation 1 it is the ordinary kernel. Returns an int for int arguments, a pair otherwise.
+    """
+    k = _positive("kernel_size", kernel_size)
+    d = _positive("dilation", dilation)
+    span = tuple(ki + (ki - 1) * (di - 1) for ki, di in zip(k, d, strict=True))
+    if isinstance(kernel_size, int) and isinstance(dilation, int):
+        return span[0]
+    return span  # type: ignore[return-value]
+
+
+def same_padding(
+    kernel_size: IntOrPair, *, stride: IntOrPair = 1, dilation: IntOrPair = 1
+) -> tuple[int, int] | str:
+    """Padding that keeps ``H_out = ceil(H / stride)``.
+
+    With an odd effective kernel ``e = d(k - 1) + 1`` this is the symmetric ``(e - 1) / 2`` on each side,
+    for any stride: ``floor((H + e - 1 - e) / s) + 1 = ceil(H / s)``. An even effective kernel needs one more
+    pixel on one side than on the other; at stride 1 PyTorch's ``padding="same"`` does exactly that (the
+    extra pixel goes right / bottom) and the string ``"same"`` is returned. At stride > 1 the placement of
+    that pixel changes which inputs each output sees, frameworks disagree on it, and ``ValueError`` is raised.
+    """
+    k = _positive("kernel_size", kernel_size)
+    s = _positive("stride", stride)
+    d = _positive("dilation", dilation)
+    spans = [di * (ki - 1) for ki, di in zip(k, d, strict=True)]
+    if all(span % 2 == 0 for span in spans):
+        return (spans[0] // 2, spans[1] // 2)
+    if s == (1, 1):
+        return "same"
+    raise ValueError(
+        f'padding="same" is ambiguous for an even effective kernel with stride > 1; got kernel_size={kernel_size!r}, '
+        f"dilation={dilation!r}, stride={stride!r} (use an odd kernel or an explicit padding)"
+    )
+
+
+def _resolve_padding(padding: Padding, kernel_size: IntOrPair, stride: IntOrPair, dilation: IntOrPair):
+    if isinstance(padding, str):
+        if padding == "same":
+            return same_padding(kernel_size, stride=stride, dilation=dilation)
+        if padding == "valid":
+            return (0, 0)
+        raise ValueError(
+            f'padding must be "same", "valid", an int or a pair of ints; got padding={padding!r}'
+        )
+    return _positive("padding", padding, 0)
+
+
+def conv2d(
+    in_channels: int,
+    out_channels: int,
+    kernel_size: IntOrPair = 3,
+    *,
+    stride: IntOrPair = 1,
+    padding: Padding = "same",
+    dilation: IntOrPair = 1,
+    groups: int = 1,
+    bias: bool = True,
+    padding_mode: str = "zeros",
+) -> nn.Conv2d:
+    """A validated ``nn.Conv2d`` with ``"same"`` padding by default (see :func:`same_padding`).
+
+    Parameters: ``(k_h * k_w * in_channels / groups + bias) * out_channels``.
+    """
+    _check_channels(in_channels, out_channels, groups)
+    _positive("kernel_size", kernel_size)
+    _positive("stride", stride)
+    _positive("dilation", dilation)
+    pad = _resolve_padding(padding, kernel_size, stride, dilation)
+    return nn.Conv2d(
+        in_channels,
+        out_channels,
+        kernel_size,
+        stride=stride,
+        padding=pad,
+        dilation=dilation,
+        groups=groups,
+        bias=bias,
+        padding_mode=padding_mode,
+    )
+
+
+def grouped_conv2d(
+    in_channels: int,
+    out_channels: int,
+    kernel_size: IntOrPair = 3,
+    *,
+    groups: int,
+    stride: IntOrPair = 1,
+    padding: Padding = "same",
+    dilation: IntOrPair = 1,
+    bias: bool = True,
+) -> nn.Conv2d:
+    """Grouped convolution (AlexNet's two-GPU split, ResNeXt's cardinality).
+
+    Input channel group ``g`` (``in_channels / groups`` channels) is convolved only with filter group ``g``
+    (``out_channels / groups`` filters): ``groups`` times fewer weights and multiply-adds than the dense
+    convolution, ``k_h * k_w * (in_channels / groups) * out_channels``.
+    """
+    return conv2d(
+        in_channels,
+        out_channels,
+        kernel_size,
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+        groups=groups,
+        bias=bias,
+    )
+
+
+def dilated_conv2d(
+    in_channels: int,
+    out_channels: int,
+    kernel_size: IntOrPair = 3,
+    *,
+    dilation: IntOrPair,
+    stride: IntOrPair = 1,
+    padding: Padding = "same",
+    groups: int = 1,
+    bias: bool = True,
+) -> nn.Conv2d:
+    """Dilated (atrous) convolution: taps ``dilation`` pixels apart, holes filled with zeros.
+
+    Equivalent to a dense convolution with the ``effective_kernel_size(k, d) = k + (k - 1)(d - 1)`` kernel
+    in which only every ``d``-th tap is non-zero: a larger receptive field for the same weights and
+    multiply-adds, and (with ``"same"`` padding) no loss of resolution, which is why segmentation networks
+    (DeepLab, ERFNet) use it instead of pooling.
+    """
+    return conv2d(
+        in_channels,
+        out_channels,
+        kernel_size,
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+        groups=groups,
+        bias=bias,
+    )
+
+
+def conv_transpose2d(
+    in_channels: int,
+    out_channels: int,
+    kernel_size: IntOrPair,
+    *,
+    stride: IntOrPair = 1,
+    padding: IntOrPair = 0,
+    output_padding: IntOrPair = 0,
+    dilation: IntOrPair = 1,
+    groups: int = 1,
+    bias: bool = True,
+) -> nn.ConvTranspose2d:
+    """A validated ``nn.ConvTranspose2d``: the adjoint (gradient) of the convolution with the same arguments.
+
+    ``(B, C_in, H, W) -> (B, C_out, (H - 1)s - 2p + d(k - 1) + output_padding + 1, ...)``. Its weight has
+    shape ``(C_in, C_out / groups, k_h, k_w)``; with the weight ``W`` of a convolution ``C_out -> C_in`` it
+    computes exactly ``W^T``: ``<conv(x), y> = <x, conv_transpose(y)>``. ``output_padding`` (< stride or
+    dilation) picks one of the several input sizes that a strided convolution maps to the same output size.
+    The notes' figure: a ``2 x 2`` input, ``k = 3, s = 1, p = 0`` gives ``4 x 4``.
+    """
+    _check_channels(in_channels, out_channels, groups)
+    k = _positive("kernel_size", kernel_size)
+    s = _positive("stride", stride)
+    d = _positive("dilation", dilation)
+    p = _positive("padding", padding, 0)
+    op = _positive("output_padding", output_padding, 0)
+    for i in range(2):
+        if op[i] >= max(s[i], d[i]):
+            raise ValueError(
+                f"output_padding must be smaller than stride or dilation; got output_padding={output_padding!r}, "
+                f"stride={stride!r}, dilation={dilation!r}"
+            )
+    return nn.ConvTranspose2d(
+        in_channels,
+        out_channels,
+        k,
+        stride=s,
+        padding=p,
+        output_padding=op,
+        groups=groups,
+        bias=bias,
+        dilation=d,
+    )
+
+
+def bilinear_upsampling_kernel(factor: int) -> torch.Tensor:
+    """The ``(2f - f mod 2) x (2f - f mod 2)`` bilinear interpolation kernel of FCN (Long et al. 2015).
+
+    ``w[i, j] = (1 - |i - c| / f)(1 - |j - c| / f)`` with centre ``c = f - 1`` (even ``f``) or ``f - 0.5``
+    (odd ``f``).
+    """
+    if isinstance(factor, bool) or not isinstance(factor, int) or factor < 1:
+        raise ValueError(f"factor must be an int >= 1; got factor={factor!r}")
+    size = 2 * factor - factor % 2
+    centre = factor - 1 if size % 2 == 1 else factor - 0.5
+    og = torch.arange(size, dtype=torch.float64)
+    filt = 1 - (og - centre).abs() / factor
+    return torch.outer(filt, filt).float()  # (size, size)
+
+
+def upsampling_conv_transpose2d(
+    in_channels: int, out_channels: int, *, factor: int, bilinear: bool = False, bias: bool = False
+) -> nn.ConvTranspose2d:
+    """Transposed convolution that scales ``H`` and ``W`` by exactly ``factor``.
+
+    Kernel ``2f - f mod 2``, stride ``f``, padding ``ceil((f - 1) / 2)``: ``(H - 1)f - 2p + k = fH``.
+    With ``bilinear=True`` (needs ``in_channels == out_channels``) the weight starts as per-channel bilinear
+    interpolation, as FCN initialises its learnable upsampling; away from the border it then equals
+    ``F.interpolate(x, scale_factor=f, mode="bilinear", align_corners=False)``.
+    """
+    if isinstance(factor, bool) or not isinstance(factor, int) or factor < 1:
+        raise ValueError(f"factor must be an int >= 1; got factor={factor!r}")
+    kernel = 2 * factor - factor % 2
+    layer = conv_transpose2d(
+        in_channels, out_channels, kernel, stride=factor, padding=math.ceil((factor - 1) / 2), bias=bias
+    )
+    if bilinear:
+        if in_channels != out_channels:
+            raise ValueError(
+                f"bilinear=True needs in_channels == out_channels; got in_channels={in_channels}, "
+                f"out_channels={out_channels}"
+            )
+        with torch.no_grad():
+            layer.weight.zero_()
+            idx = torch.arange(in_channels)
+            layer.weight[idx, idx] = bilinear_upsampling_kernel(factor)  # weight (C_in, C_out, k, k)
+            if layer.bias is not None:
+                layer.bias.zero_()
+    return layer
+
+
+class ConvNormAct(nn.Sequential):
+    """Convolution, then an optional normalisation, then an optional activation.
+
+    ``(B, in_channels, H, W) -> (B, out_channels, ceil(H / stride), ceil(W / stride))`` with the default
+    ``padding="same"``. The bias is dropped when a norm layer follows (``bias=None``): batch norm subtracts
+    the per-channel mean, so a bias before it is a wasted parameter (Ioffe & Szegedy 2015, section 3.2).
+
+    The layers sit at indices ``0, 1, 2`` (those present), as in ``torchvision.ops.Conv2dNormActivation``,
+    so the two share ``state_dict`` keys; ``.conv``, ``.norm`` and ``.act`` name them.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: IntOrPair = 3,
+        *,
+        stride: IntOrPair = 1,
+        padding: Padding = "same",
+        dilation: IntOrPair = 1,
+        groups: int = 1,
+        bias: bool | None = None,
+        norm_layer: NormLayer | None = nn.BatchNorm2d,
+        act_layer: ActLayer | None = nn.ReLU,
+        inplace: bool | None = None,
+    ) -> None:
+        if bias is None:
+            bias = norm_layer is None
+        layers: list[nn.Module] = [
+            conv2d(
+                in_channels,
+                out_channels,
+                kernel_size,
+                stride=stride,
+                padding=padding,
+                dilation=dilation,
+                groups=groups,
+                bias=bias,
+            )
+        ]
+        if norm_layer is not None:
+            layers.append(norm_layer(out_channels))
+        if act_layer is not None:
+            layers.append(act_layer() if inplace is None else act_layer(inplace=inplace))
+        super().__init__(*layers)
+        self.has_norm = norm_layer is not None
+        self.has_act = act_layer is not None
+        self.in_channels, self.out_channels = in_channels, out_channels
+
+    @property
+    def conv(self) -> nn.Conv2d:
+        return self[0]
+
+    @property
+    def norm(self) -> nn.Module | None:
+        return self[1] if self.has_norm else None
+
+    @property
+    def act(self) -> nn.Module | None:
+        return self[-1] if self.has_act else None
+
+
+class DepthwiseSeparableConv2d(nn.Module):
+    """Depthwise ``k x k`` convolution per channel, then a pointwise ``1 x 1`` convolution across channels.
+
+    MobileNets (Howard et al. 2017, section 3.1) factorise a standard convolution this way: the depthwise
+    step has ``k^2 C_in`` weights (``groups = C_in``), the pointwise step ``C_in C_out``, a fraction
+    ``1 / C_out + 1 / k^2`` of the ``k^2 C_in C_out`` of the dense convolution. Without norm and activation
+    in between, the composite is a dense convolution whose kernel is the rank-one-per-channel product
+    ``K[o, i] = P[o, i] D[i]``.
+
+    ``depth_multiplier`` m gives ``m C_in`` depthwise outputs. MobileNet puts norm + activation after both
+    steps (the defaults); Xception (Chollet 2017) has nothing in between (``mid_norm=False, mid_act=False``).
+    Input ``(B, in_channels, H, W)``, output ``(B, out_channels, ceil(H / stride), ceil(W / stride))``.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: IntOrPair = 3,
+        *,
+        stride: IntOrPair = 1,
+        padding: Padding = "same",
+        dilation: IntOrPair = 1,
+        depth_multiplier: int = 1,
+        norm_layer: NormLayer | None = nn.BatchNorm2d,
+        act_layer: ActLayer | None = nn.ReLU,
+        mid_norm: bool = True,
+        mid_act: bool = True,
+    ) -> None:
+        super().__init__()
+        if (
+            isinstance(depth_multiplier, bool)
+            or not isinstance(depth_multiplier, int)
+            or depth_multiplier < 1
+        ):
+            raise ValueError(
+                f"depth_multiplier must be an int >= 1; got depth_multiplier={depth_multiplier!r}"
+            )
+        mid = in_channels * depth_multiplier
+        self.depthwise = ConvNormAct(
+            in_channels,
+            mid,
+            kernel_size,
+            stride=stride,
+            padding=padding,
+            dilation=dilation,
+            groups=in_channels,
+            norm_layer=norm_layer if mid_norm else None,
+            act_layer=act_layer if mid_act else None,
+        )
+        self.pointwise = ConvNormAct(mid, out_channels, 1, norm_layer=norm_layer, act_layer=act_layer)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pointwise(self.depthwise(x))
