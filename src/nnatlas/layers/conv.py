@@ -20,6 +20,7 @@ PyTorch would fail with a less helpful message deep inside ``forward``.
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable, Sequence
 
@@ -296,6 +297,13 @@ def upsampling_conv_transpose2d(
     return layer
 
 
+def _accepts_inplace(act_layer: ActLayer) -> bool:
+    try:
+        return "inplace" in inspect.signature(act_layer).parameters
+    except (TypeError, ValueError):  # a builtin or C callable without a signature
+        return False
+
+
 class ConvNormAct(nn.Sequential):
     """Convolution, then an optional normalisation, then an optional activation.
 
@@ -304,7 +312,8 @@ class ConvNormAct(nn.Sequential):
     the per-channel mean, so a bias before it is a wasted parameter (Ioffe & Szegedy 2015, section 3.2).
 
     The layers sit at indices ``0, 1, 2`` (those present), as in ``torchvision.ops.Conv2dNormActivation``,
-    so the two share ``state_dict`` keys; ``.conv``, ``.norm`` and ``.act`` name them.
+    so the two share ``state_dict`` keys; ``.conv``, ``.norm`` and ``.act`` name them. ``inplace=None``
+    runs the activation in place when its constructor takes ``inplace`` (ReLU, SiLU, ...), as torchvision.
     """
 
     def __init__(
@@ -339,7 +348,9 @@ class ConvNormAct(nn.Sequential):
         if norm_layer is not None:
             layers.append(norm_layer(out_channels))
         if act_layer is not None:
-            layers.append(act_layer() if inplace is None else act_layer(inplace=inplace))
+            if inplace is None:  # the activation's input is always a fresh tensor: in place is safe
+                inplace = _accepts_inplace(act_layer)
+            layers.append(act_layer(inplace=True) if inplace else act_layer())
         super().__init__(*layers)
         self.has_norm = norm_layer is not None
         self.has_act = act_layer is not None
