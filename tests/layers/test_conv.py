@@ -158,6 +158,14 @@ def test_conv_norm_act_matches_torchvision():
         assert (ours.norm is None) == (kwargs.get("norm_layer", nn.BatchNorm2d) is None)
 
 
+def test_conv_norm_act_activation_in_place_only_where_supported():
+    assert ConvNormAct(2, 3).act.inplace  # ReLU, as torchvision's default
+    assert not ConvNormAct(2, 3, inplace=False).act.inplace
+    block = ConvNormAct(2, 3, act_layer=nn.GELU)  # GELU takes no inplace argument
+    x = torch.randn(1, 2, 5, 5)
+    torch.testing.assert_close(block.eval()(x), F.gelu(block.norm(block.conv(x))))
+
+
 # --- dilated -----------------------------------------------------------------------------------------
 
 
@@ -287,6 +295,8 @@ def test_depthwise_separable_with_norm_and_multiplier():
         (lambda: ConvNormAct(3, 8, 4, stride=2), "kernel_size=4.*stride=2"),
         (lambda: same_padding(2, stride=2), "kernel_size=2, dilation=1, stride=2"),
         (lambda: conv2d(3, 8, 3, stride=0), "stride must be >= 1; got stride=0"),
+        (lambda: dilated_conv2d(3, 8, 3, dilation=0), "dilation must be >= 1; got dilation=0"),
+        (lambda: effective_kernel_size(-3, 2), "kernel_size must be >= 1; got kernel_size=-3"),
         (lambda: conv2d(3, 8, 3, padding="full"), "padding=.full."),
         (lambda: conv2d(0, 8, 3), "in_channels must be >= 1; got in_channels=0"),
         (lambda: conv_transpose2d(2, 2, 3, stride=2, output_padding=2), "output_padding=2"),

@@ -88,6 +88,12 @@ def test_blocks_are_residual_and_keep_the_shape(cls):
     torch.testing.assert_close(block(x), F.relu(x))
 
 
+def test_injected_norm_layer():
+    block = ERFNonBottleneck1D(8, norm_layer=lambda c: nn.GroupNorm(4, c))
+    assert isinstance(block.bn1, nn.GroupNorm) and isinstance(block.bn2, nn.GroupNorm)
+    assert isinstance(ERFBottleneck(8, norm=False).bn3, nn.Identity)
+
+
 def test_downsampler_and_upsampler():
     down = ERFDownsampler(3, 16)
     # (3*3*3 + 1) * 13 for the conv, 2 * 16 for the batch norm (the pooled 3 channels are free)
