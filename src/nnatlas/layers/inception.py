@@ -9,6 +9,17 @@ grid-size reduction modules, halves) the spatial size.
 - Szegedy et al., "Rethinking the Inception Architecture for Computer Vision" (CVPR 2016): factorized
   convolutions (figures 5, 6, 7) and grid-size reduction by parallel stride-2 branches (figure 10).
 
+Names of the Inception-v3 modules differ between sources; the classes here use torchvision's:
+
+===================  ==========================================  =================================
+class                idea (paper figure)                          often also called
+===================  ==========================================  =================================
+``InceptionA``       5x5 factorized into two 3x3 (figure 5)       Inception-A, 35x35 module
+``InceptionC``       n x n factorized into 1 x n, n x 1 (fig. 6)  Inception-B, 17x17 module
+``InceptionE``       parallel 1x3 and 3x1, wide output (fig. 7)   Inception-C, 8x8 module
+``InceptionB``/``D`` grid-size reduction (figure 10)              Reduction-A / Reduction-B
+===================  ==========================================  =================================
+
 Every class keeps torchvision's attribute names (``branch1x1``, ``branch5x5_1``, ``branch3x3dbl_2``, ...,
 and :class:`BasicConv2d` with ``conv`` / ``bn``), so that torchvision's ``state_dict`` loads unchanged.
 """

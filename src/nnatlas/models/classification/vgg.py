@@ -11,6 +11,7 @@ VGG-16's 138.4M. ``_bn`` variants add batch norm after every convolution (not in
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -57,7 +58,7 @@ class VGG(nn.Module):
         *,
         num_classes: int = 1000,
         in_channels: int = 3,
-        norm_layer: type[nn.Module] | None = None,
+        norm_layer: Callable[[int], nn.Module] | None = None,
         dropout: float = 0.5,
         init_weights: bool = True,
     ) -> None:
