@@ -39,39 +39,40 @@ def test_resnet_loads_torchvisions_weights_through_the_weights_api(monkeypatch):
     assert patched["calls"][-1][0] is patched["enum"].IMAGENET1K_V1
 
 
-@pytest.mark.parametrize(
-    "name,aux_kwargs",
-    [
-        ("googlenet", {}),
-        ("googlenet", {"aux_logits": True}),
-        ("inception_v3", {}),
-        ("inception_v3", {"aux_logits": False}),
-    ],
-)
-def test_pretrained_builders_behave_as_torchvisions(monkeypatch, name, aux_kwargs):
-    # torchvision's own builder with the same (patched) weights is the reference for the input transform
-    # and for which auxiliary heads are kept.
-    init = {"init_weights": False}
-    _patch_download(monkeypatch, name, **init)
-    if name == "inception_v3" and aux_kwargs == {"aux_logits": False}:
-        # torchvision's builder refuses this combination although its code then drops the head; do that.
-        ref = torchvision.models.get_model(name, weights="DEFAULT").eval()
-        ref.aux_logits, ref.AuxLogits = False, None
-    else:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # googlenet's "auxiliary heads are not pretrained"
-            ref = torchvision.models.get_model(name, weights="DEFAULT", **aux_kwargs).eval()
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        ours = create_model(name, weights="torchvision", **aux_kwargs).eval()
-    if name == "googlenet" and aux_kwargs:
-        assert any("not pretrained" in str(w.message) for w in caught)
-    assert ours.transform_input is ref.transform_input is True
-    assert ours.aux_logits == ref.aux_logits
-    assert set(ours.state_dict()) == set(ref.state_dict())
+def _eval_outputs_agree(ours, ref) -> None:
     x = torch.randn(1, 3, 75, 75)
     with torch.no_grad():
-        torch.testing.assert_close(ours(x), ref(x), atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(ours.eval()(x), ref.eval()(x), atol=1e-5, rtol=1e-5)
+
+
+def test_pretrained_googlenet_behaves_as_torchvisions(monkeypatch):
+    # torchvision's own builder with the same (patched) weights is the reference: input transform on,
+    # auxiliary classifiers dropped (their weights are not trained) unless asked for, with a warning.
+    _patch_download(monkeypatch, "googlenet", init_weights=False)
+    ref = torchvision.models.googlenet(weights="DEFAULT")
+    ours = create_model("googlenet", weights="torchvision")
+    assert ours.transform_input is ref.transform_input is True
+    assert ours.aux_logits is ref.aux_logits is False and ours.aux1 is ref.aux1 is None
+    assert set(ours.state_dict()) == set(ref.state_dict())
+    _eval_outputs_agree(ours, ref)
+    with pytest.warns(UserWarning, match="not pretrained"):
+        with_aux = create_model("googlenet", weights="torchvision", aux_logits=True)
+    assert with_aux.aux_logits and with_aux.aux1 is not None and with_aux.aux2 is not None
+
+
+def test_pretrained_inception_v3_behaves_as_torchvisions(monkeypatch):
+    # torchvision keeps Inception-v3's (trained) auxiliary classifier; aux_logits=False drops it, a
+    # combination torchvision's builder refuses although its code then drops the head: that is the reference.
+    _patch_download(monkeypatch, "inception_v3", init_weights=False)
+    ref = torchvision.models.inception_v3(weights="DEFAULT")
+    ours = create_model("inception_v3", weights="torchvision")
+    assert ours.transform_input is ref.transform_input is True
+    assert ours.aux_logits is ref.aux_logits is True and ours.AuxLogits is not None
+    assert set(ours.state_dict()) == set(ref.state_dict())
+    ref.aux_logits, ref.AuxLogits = False, None
+    no_aux = create_model("inception_v3", weights="torchvision", aux_logits=False)
+    assert no_aux.AuxLogits is None and set(no_aux.state_dict()) == set(ref.state_dict())
+    _eval_outputs_agree(no_aux, ref)
 
 
 def test_offline_download_fails_with_a_clear_message(monkeypatch, tmp_path):

@@ -173,11 +173,11 @@ def _resnet(
     arch: str,
     block: Block,
     layers: tuple[int, int, int, int],
+    weights: str | None = None,
+    progress: bool = True,
     *,
-    weights: str | None,
-    progress: bool,
-    num_classes: int,
-    in_channels: int,
+    num_classes: int = 1000,
+    in_channels: int = 3,
     **kwargs,
 ) -> ResNet:
     w = resolve_torchvision_weights(arch, weights)
@@ -189,89 +189,35 @@ def _resnet(
     return model
 
 
-_REG = {"task": "classification", "input_size": (3, 1, 1), "min_size": 1}
+# 64 px leaves a 2x2 map in layer4: training-mode batch norm over more than 2 values per channel.
+_REG = {"task": "classification", "input_size": (3, 64, 64), "min_size": 1}
 
 
 @register_model(**_REG)
-def resnet18(
-    *, weights: str | None = None, progress: bool = True, num_classes: int = 1000, in_channels: int = 3, **kw
-) -> ResNet:
+def resnet18(*, weights: str | None = None, progress: bool = True, **kwargs) -> ResNet:
     """ResNet-18 (He et al. 2016): basic blocks (2, 2, 2, 2)."""
-    return _resnet(
-        "resnet18",
-        BasicBlock,
-        (2, 2, 2, 2),
-        weights=weights,
-        progress=progress,
-        num_classes=num_classes,
-        in_channels=in_channels,
-        **kw,
-    )
+    return _resnet("resnet18", BasicBlock, (2, 2, 2, 2), weights, progress, **kwargs)
 
 
 @register_model(**_REG)
-def resnet34(
-    *, weights: str | None = None, progress: bool = True, num_classes: int = 1000, in_channels: int = 3, **kw
-) -> ResNet:
+def resnet34(*, weights: str | None = None, progress: bool = True, **kwargs) -> ResNet:
     """ResNet-34 (He et al. 2016): basic blocks (3, 4, 6, 3)."""
-    return _resnet(
-        "resnet34",
-        BasicBlock,
-        (3, 4, 6, 3),
-        weights=weights,
-        progress=progress,
-        num_classes=num_classes,
-        in_channels=in_channels,
-        **kw,
-    )
+    return _resnet("resnet34", BasicBlock, (3, 4, 6, 3), weights, progress, **kwargs)
 
 
 @register_model(**_REG)
-def resnet50(
-    *, weights: str | None = None, progress: bool = True, num_classes: int = 1000, in_channels: int = 3, **kw
-) -> ResNet:
+def resnet50(*, weights: str | None = None, progress: bool = True, **kwargs) -> ResNet:
     """ResNet-50 (He et al. 2016): bottleneck blocks (3, 4, 6, 3)."""
-    return _resnet(
-        "resnet50",
-        Bottleneck,
-        (3, 4, 6, 3),
-        weights=weights,
-        progress=progress,
-        num_classes=num_classes,
-        in_channels=in_channels,
-        **kw,
-    )
+    return _resnet("resnet50", Bottleneck, (3, 4, 6, 3), weights, progress, **kwargs)
 
 
 @register_model(**_REG)
-def resnet101(
-    *, weights: str | None = None, progress: bool = True, num_classes: int = 1000, in_channels: int = 3, **kw
-) -> ResNet:
+def resnet101(*, weights: str | None = None, progress: bool = True, **kwargs) -> ResNet:
     """ResNet-101 (He et al. 2016): bottleneck blocks (3, 4, 23, 3)."""
-    return _resnet(
-        "resnet101",
-        Bottleneck,
-        (3, 4, 23, 3),
-        weights=weights,
-        progress=progress,
-        num_classes=num_classes,
-        in_channels=in_channels,
-        **kw,
-    )
+    return _resnet("resnet101", Bottleneck, (3, 4, 23, 3), weights, progress, **kwargs)
 
 
 @register_model(**_REG)
-def resnet152(
-    *, weights: str | None = None, progress: bool = True, num_classes: int = 1000, in_channels: int = 3, **kw
-) -> ResNet:
+def resnet152(*, weights: str | None = None, progress: bool = True, **kwargs) -> ResNet:
     """ResNet-152 (He et al. 2016): bottleneck blocks (3, 8, 36, 3)."""
-    return _resnet(
-        "resnet152",
-        Bottleneck,
-        (3, 8, 36, 3),
-        weights=weights,
-        progress=progress,
-        num_classes=num_classes,
-        in_channels=in_channels,
-        **kw,
-    )
+    return _resnet("resnet152", Bottleneck, (3, 8, 36, 3), weights, progress, **kwargs)

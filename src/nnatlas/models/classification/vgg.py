@@ -113,11 +113,11 @@ def _vgg(
     arch: str,
     config: str,
     batch_norm: bool,
+    weights: str | None = None,
+    progress: bool = True,
     *,
-    weights: str | None,
-    progress: bool,
-    num_classes: int,
-    in_channels: int,
+    num_classes: int = 1000,
+    in_channels: int = 3,
     **kwargs,
 ) -> VGG:
     w = resolve_torchvision_weights(arch, weights)
@@ -137,136 +137,48 @@ _REG = {"task": "classification", "input_size": (3, 32, 32), "min_size": 32}
 
 
 @register_model(**_REG)
-def vgg11(
-    *, weights: str | None = None, progress: bool = True, num_classes: int = 1000, in_channels: int = 3, **kw
-) -> VGG:
+def vgg11(*, weights: str | None = None, progress: bool = True, **kwargs) -> VGG:
     """VGG-11 (configuration A of Simonyan & Zisserman 2015)."""
-    return _vgg(
-        "vgg11",
-        "A",
-        False,
-        weights=weights,
-        progress=progress,
-        num_classes=num_classes,
-        in_channels=in_channels,
-        **kw,
-    )
+    return _vgg("vgg11", "A", False, weights, progress, **kwargs)
 
 
 @register_model(**_REG)
-def vgg11_bn(
-    *, weights: str | None = None, progress: bool = True, num_classes: int = 1000, in_channels: int = 3, **kw
-) -> VGG:
+def vgg11_bn(*, weights: str | None = None, progress: bool = True, **kwargs) -> VGG:
     """VGG-11 with batch norm after every convolution."""
-    return _vgg(
-        "vgg11_bn",
-        "A",
-        True,
-        weights=weights,
-        progress=progress,
-        num_classes=num_classes,
-        in_channels=in_channels,
-        **kw,
-    )
+    return _vgg("vgg11_bn", "A", True, weights, progress, **kwargs)
 
 
 @register_model(**_REG)
-def vgg13(
-    *, weights: str | None = None, progress: bool = True, num_classes: int = 1000, in_channels: int = 3, **kw
-) -> VGG:
+def vgg13(*, weights: str | None = None, progress: bool = True, **kwargs) -> VGG:
     """VGG-13 (configuration B of Simonyan & Zisserman 2015)."""
-    return _vgg(
-        "vgg13",
-        "B",
-        False,
-        weights=weights,
-        progress=progress,
-        num_classes=num_classes,
-        in_channels=in_channels,
-        **kw,
-    )
+    return _vgg("vgg13", "B", False, weights, progress, **kwargs)
 
 
 @register_model(**_REG)
-def vgg13_bn(
-    *, weights: str | None = None, progress: bool = True, num_classes: int = 1000, in_channels: int = 3, **kw
-) -> VGG:
+def vgg13_bn(*, weights: str | None = None, progress: bool = True, **kwargs) -> VGG:
     """VGG-13 with batch norm after every convolution."""
-    return _vgg(
-        "vgg13_bn",
-        "B",
-        True,
-        weights=weights,
-        progress=progress,
-        num_classes=num_classes,
-        in_channels=in_channels,
-        **kw,
-    )
+    return _vgg("vgg13_bn", "B", True, weights, progress, **kwargs)
 
 
 @register_model(**_REG)
-def vgg16(
-    *, weights: str | None = None, progress: bool = True, num_classes: int = 1000, in_channels: int = 3, **kw
-) -> VGG:
+def vgg16(*, weights: str | None = None, progress: bool = True, **kwargs) -> VGG:
     """VGG-16 (configuration D of Simonyan & Zisserman 2015)."""
-    return _vgg(
-        "vgg16",
-        "D",
-        False,
-        weights=weights,
-        progress=progress,
-        num_classes=num_classes,
-        in_channels=in_channels,
-        **kw,
-    )
+    return _vgg("vgg16", "D", False, weights, progress, **kwargs)
 
 
 @register_model(**_REG)
-def vgg16_bn(
-    *, weights: str | None = None, progress: bool = True, num_classes: int = 1000, in_channels: int = 3, **kw
-) -> VGG:
+def vgg16_bn(*, weights: str | None = None, progress: bool = True, **kwargs) -> VGG:
     """VGG-16 with batch norm after every convolution."""
-    return _vgg(
-        "vgg16_bn",
-        "D",
-        True,
-        weights=weights,
-        progress=progress,
-        num_classes=num_classes,
-        in_channels=in_channels,
-        **kw,
-    )
+    return _vgg("vgg16_bn", "D", True, weights, progress, **kwargs)
 
 
 @register_model(**_REG)
-def vgg19(
-    *, weights: str | None = None, progress: bool = True, num_classes: int = 1000, in_channels: int = 3, **kw
-) -> VGG:
+def vgg19(*, weights: str | None = None, progress: bool = True, **kwargs) -> VGG:
     """VGG-19 (configuration E of Simonyan & Zisserman 2015)."""
-    return _vgg(
-        "vgg19",
-        "E",
-        False,
-        weights=weights,
-        progress=progress,
-        num_classes=num_classes,
-        in_channels=in_channels,
-        **kw,
-    )
+    return _vgg("vgg19", "E", False, weights, progress, **kwargs)
 
 
 @register_model(**_REG)
-def vgg19_bn(
-    *, weights: str | None = None, progress: bool = True, num_classes: int = 1000, in_channels: int = 3, **kw
-) -> VGG:
+def vgg19_bn(*, weights: str | None = None, progress: bool = True, **kwargs) -> VGG:
     """VGG-19 with batch norm after every convolution."""
-    return _vgg(
-        "vgg19_bn",
-        "E",
-        True,
-        weights=weights,
-        progress=progress,
-        num_classes=num_classes,
-        in_channels=in_channels,
-        **kw,
-    )
+    return _vgg("vgg19_bn", "E", True, weights, progress, **kwargs)
