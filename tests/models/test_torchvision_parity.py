@@ -229,3 +229,21 @@ def test_bad_arguments_name_the_argument():
         create_model("googlenet", in_channels=1, transform_input=True)
     with pytest.raises(ValueError, match="images \\(B, C, H, W\\)"):
         create_model("resnet18")(torch.randn(3, 32, 32))
+
+
+def test_auxiliary_logits_enter_the_training_loss_with_weight_0_3():
+    # Szegedy et al. 2015, section 5: total loss = main + 0.3 * (aux1 + aux2).
+    from nnatlas.engine import ClassificationTask
+
+    model = create_model("googlenet", num_classes=4).train()
+    x, y = torch.randn(2, 3, 15, 15), torch.tensor([0, 3])
+    torch.manual_seed(5)
+    out = model(x)
+    expected = torch.nn.functional.cross_entropy(out.logits, y) + 0.3 * (
+        torch.nn.functional.cross_entropy(out.aux_logits1, y)
+        + torch.nn.functional.cross_entropy(out.aux_logits2, y)
+    )
+    torch.manual_seed(5)
+    loss, n = ClassificationTask(4).training_step(model, (x, y))
+    assert n == 2
+    torch.testing.assert_close(loss, expected)
