@@ -71,6 +71,7 @@ def test_unknown_model_and_data_name_the_choices_closest_first(nnatlas_exe, tmp_
         ["--optimizer", "adam"],
         ["--device", "cuda:7"],
         ["--nosuchflag"],
+        ["--model", "alexnet"],  # 8x8 digits are below AlexNet's 63x63 minimum
     ],
 )
 def test_bad_arguments_exit_2_with_one_line(nnatlas_exe, tmp_path, args):

@@ -40,3 +40,28 @@ def test_pad_shortcut_is_parameter_free_subsample_and_zero_pad():
     assert y.shape == (2, 32, 4, 4) and count_parameters(sc) == 0
     assert torch.equal(y[:, 8:24], x[:, :, ::2, ::2])
     assert y[:, :8].abs().sum() == 0 and y[:, 24:].abs().sum() == 0
+
+
+@pytest.mark.parametrize("depth", PAPER)
+def test_plain_twins_have_the_same_parameters_and_no_shortcuts(depth):
+    with torch.device("meta"):
+        plain, residual = create_model(f"cifar_plain{depth}"), create_model(f"cifar_resnet{depth}")
+    assert count_parameters(plain) == count_parameters(residual) == PAPER[depth]
+    assert [n for n, _ in plain.named_parameters()] == [n for n, _ in residual.named_parameters()]
+    assert not plain.residual and residual.residual
+
+
+def test_plain_blocks_drop_the_shortcut():
+    # With every residual branch silenced (last batch norm of each block outputs 0), a residual network
+    # still carries its input through the identity shortcuts while a plain network outputs relu(0) = 0.
+    plain, residual = create_model("cifar_plain20"), create_model("cifar_resnet20")
+    residual.load_state_dict(plain.state_dict())
+    x = torch.randn(2, 3, 32, 32)
+    for model in (plain, residual):
+        model.eval()
+        for block in [*model.layer1, *model.layer2, *model.layer3]:
+            torch.nn.init.zeros_(block.bn2.weight)
+            torch.nn.init.zeros_(block.bn2.bias)
+    with torch.no_grad():
+        assert plain.forward_features(x).abs().max() == 0
+        assert residual.forward_features(x).abs().max() > 0

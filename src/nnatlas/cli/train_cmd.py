@@ -86,6 +86,12 @@ def _prepare(args: argparse.Namespace) -> dict[str, Any]:
         )
         resolve_device(config.device)
         data = load_dataset(args.data, seed=args.seed)
+        if min(data.image_size) < info.min_size:
+            h, w = data.image_size
+            raise ValueError(
+                f"model {args.model!r} needs images of at least {info.min_size}x{info.min_size} pixels; "
+                f"data set {data.name!r} has {h}x{w}"
+            )
         torch.manual_seed(args.seed)
         model = create_model(args.model, num_classes=data.num_classes, in_channels=data.in_channels)
         run_dir = create_run_dir(args.out, args.name or f"{args.model}-{args.data}")

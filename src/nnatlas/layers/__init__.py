@@ -23,10 +23,23 @@ from nnatlas.layers.erfnet import (
     ERFNonBottleneck1D,
     ERFUpsampler,
 )
+from nnatlas.layers.inception import (
+    BasicConv2d,
+    InceptionA,
+    InceptionB,
+    InceptionC,
+    InceptionD,
+    InceptionE,
+    InceptionV1,
+    InceptionV1Aux,
+    InceptionV3Aux,
+)
 from nnatlas.layers.resnet import BasicBlock, Bottleneck, PadShortcut, conv1x1, conv3x3
+from nnatlas.layers.vgg import VGGStage
 
 __all__ = [
     "BasicBlock",
+    "BasicConv2d",
     "Bottleneck",
     "ConvNormAct",
     "DeformConv2d",
@@ -36,9 +49,18 @@ __all__ = [
     "ERFNonBottleneck",
     "ERFNonBottleneck1D",
     "ERFUpsampler",
+    "InceptionA",
+    "InceptionB",
+    "InceptionC",
+    "InceptionD",
+    "InceptionE",
+    "InceptionV1",
+    "InceptionV1Aux",
+    "InceptionV3Aux",
     "LocalResponseNorm",
     "PadShortcut",
     "Swish",
+    "VGGStage",
     "activation_names",
     "bilinear_upsampling_kernel",
     "conv1x1",

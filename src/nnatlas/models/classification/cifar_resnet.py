@@ -106,3 +106,33 @@ def cifar_resnet56(**kwargs) -> CifarResNet:
 def cifar_resnet110(**kwargs) -> CifarResNet:
     """ResNet-110 for 32x32 images (n=18, 1.7M parameters)."""
     return _cifar(110, True, **kwargs)
+
+
+@register_model(task="classification", input_size=(3, 32, 32))
+def cifar_plain20(**kwargs) -> CifarResNet:
+    """Plain-20: ResNet-20 without shortcuts, for the degradation experiment (He et al. 2016, fig. 6)."""
+    return _cifar(20, False, **kwargs)
+
+
+@register_model(task="classification", input_size=(3, 32, 32))
+def cifar_plain32(**kwargs) -> CifarResNet:
+    """Plain-32: ResNet-32 without shortcuts (same 0.46M parameters)."""
+    return _cifar(32, False, **kwargs)
+
+
+@register_model(task="classification", input_size=(3, 32, 32))
+def cifar_plain44(**kwargs) -> CifarResNet:
+    """Plain-44: ResNet-44 without shortcuts (same 0.66M parameters)."""
+    return _cifar(44, False, **kwargs)
+
+
+@register_model(task="classification", input_size=(3, 32, 32))
+def cifar_plain56(**kwargs) -> CifarResNet:
+    """Plain-56: ResNet-56 without shortcuts; trains worse than plain-20 in the paper (fig. 6)."""
+    return _cifar(56, False, **kwargs)
+
+
+@register_model(task="classification", input_size=(3, 32, 32))
+def cifar_plain110(**kwargs) -> CifarResNet:
+    """Plain-110: ResNet-110 without shortcuts (same 1.7M parameters)."""
+    return _cifar(110, False, **kwargs)

@@ -1,0 +1,121 @@
+"""Training-step time of our ImageNet classifiers against torchvision's models of the same name.
+
+One step is forward + loss (auxiliary logits weighted 0.3) + backward, in training mode, with the same
+weights (torchvision's state dict loaded into ours) and the same input. The two models are timed
+alternately in the same process (the first of each pair alternating too), median of ``--repeats`` after two warm-up steps each, by wall clock
+(``time.perf_counter``) and by the CPU time of the process (``time.process_time``). On a CPU shared with
+other work the CPU-time ratio is the steadier one; with one thread (the default) it is not inflated by
+OpenMP threads spinning while a sibling thread waits for a core.
+
+    python -m benchmarks.classification_zoo                      # resnet50, vgg16, googlenet, inception_v3
+    python -m benchmarks.classification_zoo --models resnet50 --batch 4 --size 160
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+import warnings
+
+import torch
+import torch.nn.functional as F
+import torchvision
+
+from benchmarks.common import machine
+from nnatlas.models import create_model
+
+DEFAULT_MODELS = ("resnet50", "vgg16", "googlenet", "inception_v3")
+# Inception-v3's auxiliary classifier needs 299x299 inputs in training mode.
+MIN_TRAIN_SIZE = {"inception_v3": 299}
+
+
+def _loss(out, y: torch.Tensor) -> torch.Tensor:
+    if isinstance(out, torch.Tensor):
+        return F.cross_entropy(out, y)
+    main, *aux = out
+    return F.cross_entropy(main, y) + sum(0.3 * F.cross_entropy(a, y) for a in aux if a is not None)
+
+
+def _step(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor):
+    def run() -> None:
+        model.zero_grad(set_to_none=True)
+        _loss(model(x), y).backward()
+
+    return run
+
+
+def bench(name: str, *, batch: int, size: int, repeats: int, device: str) -> dict:
+    size = max(size, MIN_TRAIN_SIZE.get(name, 0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torchvision's init_weights FutureWarning
+        kwargs = {"init_weights": True} if name in ("googlenet", "inception_v3") else {}
+        ref = torchvision.models.get_model(name, **kwargs)
+    ours = create_model(name)
+    ours.load_state_dict(ref.state_dict(), strict=True)
+    ref.to(device).train()
+    ours.to(device).train()
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(batch, 3, size, size, generator=g).to(device)
+    y = torch.randint(0, 1000, (batch,), generator=g).to(device)
+
+    steps = {"ours": _step(ours, x, y), "ref": _step(ref, x, y)}
+    wall: dict[str, list[float]] = {"ours": [], "ref": []}
+    cpu: dict[str, list[float]] = {"ours": [], "ref": []}
+    for i in range(2 + repeats):
+        order = ("ours", "ref") if i % 2 == 0 else ("ref", "ours")  # alternate who goes first
+        for key in order:
+            fn = steps[key]
+            if device.startswith("cuda"):
+                torch.cuda.synchronize()
+            w0, c0 = time.perf_counter(), time.process_time()
+            fn()
+            if device.startswith("cuda"):
+                torch.cuda.synchronize()
+            if i >= 2:  # two warm-up steps each
+                wall[key].append(time.perf_counter() - w0)
+                cpu[key].append(time.process_time() - c0)
+    med = {
+        f"{kind}_{k}": statistics.median(v)
+        for kind, d in (("wall", wall), ("cpu", cpu))
+        for k, v in d.items()
+    }
+    return {
+        "model": name,
+        "batch": batch,
+        "size": size,
+        **med,
+        "wall_ratio": med["wall_ours"] / med["wall_ref"],
+        "cpu_ratio": med["cpu_ours"] / med["cpu_ref"],
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--models", nargs="+", default=list(DEFAULT_MODELS))
+    p.add_argument("--batch", type=int, default=2)
+    p.add_argument("--size", type=int, default=112, help="image side (inception_v3 uses at least 299)")
+    p.add_argument("--repeats", type=int, default=9)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=1, help="torch.set_num_threads (default 1)")
+    args = p.parse_args(argv)
+    if args.repeats < 5:
+        p.error(f"--repeats must be >= 5 for a median worth reporting; got {args.repeats}")
+    torch.set_num_threads(args.threads)
+    print(machine())
+    print(
+        "| model | batch x size | ours wall (s) | torchvision wall (s) | wall ratio "
+        "| ours CPU (s) | torchvision CPU (s) | CPU ratio |"
+    )
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    for name in args.models:
+        r = bench(name, batch=args.batch, size=args.size, repeats=args.repeats, device=args.device)
+        print(
+            f"| {r['model']} | {r['batch']} x {r['size']}px | {r['wall_ours']:.3f} | {r['wall_ref']:.3f} | "
+            f"{r['wall_ratio']:.3f} | {r['cpu_ours']:.3f} | {r['cpu_ref']:.3f} | {r['cpu_ratio']:.3f} |",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()
