@@ -150,17 +150,57 @@ def positive(model: nn.Module) -> nn.Module:
     return model.double().eval()
 
 
-def row_supports(model: nn.Module, size: int):
-    """For every output row ``i`` (middle column): first and last input row with a non-zero gradient."""
+def row_supports(model: nn.Module, size: int, rows=None):
+    """For output rows ``i`` (all by default; middle column): first and last input row with a non-zero gradient."""
     x = (torch.rand(1, 1, size, size, dtype=torch.float64) + 0.5).requires_grad_(True)
     y = model(x)
     col = y.shape[-1] // 2
-    out = []
-    for i in range(y.shape[-2]):
+    out = {}
+    for i in range(y.shape[-2]) if rows is None else rows:
         (g,) = torch.autograd.grad(y[0, :, i, col].sum(), x, retain_graph=True)
-        rows = (g[0, 0] != 0).any(1).nonzero().flatten()
-        out.append((int(rows.min()), int(rows.max())))
+        nz = (g[0, 0] != 0).any(1).nonzero().flatten()
+        out[i] = (int(nz.min()), int(nz.max()))
     return out
+
+
+class Decoder(nn.Module):
+    """Down, transposed-conv up, dilated conv, interpolation up: windows that alternate from element to element."""
+
+    def __init__(self, mode: str):
+        super().__init__()
+        self.down = nn.Conv2d(1, 2, 3, stride=2, padding=1)
+        self.up = nn.ConvTranspose2d(2, 2, 4, stride=2, padding=1)
+        self.dilated = nn.Conv2d(2, 2, 3, padding=2, dilation=2)
+        self.mode = mode
+        self.head = nn.Conv2d(2, 1, 3, padding=1)
+
+    def forward(self, x):
+        x = self.dilated(self.up(self.down(x)))
+        kw = {} if self.mode.startswith("nearest") else {"align_corners": self.mode.endswith("corners")}
+        x = F.interpolate(x, scale_factor=2, mode=self.mode.split("-corners")[0], **kw)
+        return self.head(x)
+
+
+@pytest.mark.parametrize("mode", ["nearest", "nearest-exact", "bilinear", "bilinear-corners"])
+def test_transposed_conv_and_upsampling_windows_match_gradients_element_by_element(mode):
+    model, size = positive(Decoder(mode)), 48
+    f = receptive_field(model, (1, 1, size, size)).final
+    assert f.jump == (0.5, 0.5)
+    widest = 0
+    n = f.output_shape[-2]
+    rows = [
+        *range(10),
+        *range(n // 2 - 4, n // 2 + 4),
+        n - 2,
+        n - 1,
+    ]  # both borders, two periods in the middle
+    for i, (lo, hi) in row_supports(model, size, rows).items():
+        p_lo, p_hi = f.interval((i, 0))[0]
+        assert lo == p_lo if p_lo > 0 else lo == 0, (i, lo, hi, p_lo, p_hi)
+        assert hi == p_hi if p_hi < size - 1 else hi <= size - 1, (i, lo, hi, p_lo, p_hi)
+        if 0 < p_lo and p_hi < size - 1:
+            widest = max(widest, hi - lo + 1)
+    assert widest == f.size[0]
 
 
 class Misaligned(nn.Module):
@@ -179,7 +219,7 @@ def test_branches_merge_to_the_union_and_report_misalignment():
     model, size = positive(Misaligned()), 12
     f = receptive_field(model, (1, 1, size, size)).final
     assert not f.aligned and f.size == (3, 3)
-    for i, (lo, hi) in enumerate(row_supports(model, size)):
+    for i, (lo, hi) in row_supports(model, size).items():
         p_lo, p_hi = f.interval((i, 0))[0]
         assert (lo, hi) == (max(0, p_lo), min(size - 1, p_hi))
 

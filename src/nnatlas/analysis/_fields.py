@@ -1,24 +1,31 @@
 """Receptive-field arithmetic carried along the tensors of a forward pass.
 
-Every spatial tensor gets a :class:`Field`: per spatial dimension the ``size`` of the input window one of
-its elements sees, the ``jump`` (effective stride: input pixels between neighbouring elements) and the
-``start`` (centre of the first element's window, in input pixel coordinates, negative where padding
-reaches outside the image). A layer with kernel ``k``, stride ``s``, padding ``p`` and dilation ``d``
-maps them as (Araujo, Norris & Sim, "Computing receptive fields of convolutional neural networks",
-Distill 2019)::
+Every spatial tensor gets a :class:`Field`: per spatial dimension an :class:`Axis` that knows, for each of
+its elements ``o``, the first and last input pixel it sees. For strided convolutions and pooling these
+windows are translates of one window (Araujo, Norris & Sim, "Computing receptive fields of convolutional
+neural networks", Distill 2019)::
 
     size_out  = size_in + (k - 1) * d * jump_in
     jump_out  = jump_in * s
     start_out = start_in + ((k - 1) * d / 2 - p) * jump_in
 
-Branches meet at additions and concatenations: the merged field is the union of the branches' windows
+with kernel ``k``, stride ``s``, padding ``p``, dilation ``d``; ``jump`` is the effective stride and
+``start`` the centre of the first element's window (negative where padding reaches outside the image).
+After a transposed convolution, upsampling or adaptive pooling the windows are no longer translates of
+one: they repeat with a *period* of several elements (a stride-2 transposed convolution alternates between
+two kinds of output). An :class:`Axis` therefore stores the windows of one period, ``lo[r]``, ``hi[r]``,
+and element ``o = q * P + r`` sees ``[lo[r], hi[r]] + q * P * jump``: exact for every element, where the
+single-window formulas above are the case ``P = 1``. ``size`` is then the widest window of the period.
+
+Branches meet at additions and concatenations: the merged window is the union of the branches' windows
 (so the largest over the paths), and it is *aligned* when every branch has the same jump and centre.
-Fractions keep transposed convolutions and upsampling (``jump`` below one pixel) exact.
+Fractions keep sub-pixel jumps exact.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
@@ -33,31 +40,84 @@ Num = Fraction
 
 
 @dataclass(frozen=True)
+class Axis:
+    """Windows along one spatial dimension: ``jump`` per element, ``lo``/``hi`` of one period of elements."""
+
+    jump: Fraction
+    lo: tuple[Fraction, ...]
+    hi: tuple[Fraction, ...]
+
+    @property
+    def period(self) -> int:
+        return len(self.lo)
+
+    def window(self, o: int) -> tuple[Fraction, Fraction]:
+        q, r = divmod(o, self.period)
+        shift = q * self.period * self.jump
+        return self.lo[r] + shift, self.hi[r] + shift
+
+    @property
+    def size(self) -> Fraction:
+        return max(h - l for l, h in zip(self.lo, self.hi, strict=True)) + 1
+
+    @property
+    def start(self) -> Fraction:
+        return (self.lo[0] + self.hi[0]) / 2
+
+
+def _axis(jump: Fraction, period: int, windows: Callable[[int], tuple[Fraction, Fraction]]) -> Axis:
+    """Build an axis from the windows of elements ``0 .. period-1``, shortening the period if it repeats."""
+    lo, hi = zip(*(windows(o) for o in range(period)), strict=True)
+    for q in range(1, period):
+        if period % q == 0 and all(
+            lo[r + q] == lo[r] + q * jump and hi[r + q] == hi[r] + q * jump for r in range(period - q)
+        ):
+            return Axis(Fraction(jump), tuple(lo[:q]), tuple(hi[:q]))
+    return Axis(Fraction(jump), tuple(lo), tuple(hi))
+
+
+def _union(ax: Axis, indices: list[int]) -> tuple[Fraction, Fraction]:
+    ws = [ax.window(i) for i in indices]
+    return min(w[0] for w in ws), max(w[1] for w in ws)
+
+
+@dataclass(frozen=True)
 class Field:
-    """Receptive field of a tensor: ``axes`` are its spatial dimensions, the rest one value per axis."""
+    """Receptive field of a tensor: ``axes`` are its spatial dimensions, ``dims`` one :class:`Axis` each."""
 
     axes: tuple[int, ...]
-    size: tuple[Num, ...]
-    jump: tuple[Num, ...]
-    start: tuple[Num, ...]
+    dims: tuple[Axis, ...]
     aligned: bool = True
     bounded: bool = True  # False once a global quantity (a squeeze-excitation gate, ...) mixes in
 
     def with_axes(self, axes: tuple[int, ...]) -> Field:
-        return Field(axes, self.size, self.jump, self.start, self.aligned, self.bounded)
+        return Field(axes, self.dims, self.aligned, self.bounded)
+
+    def with_dims(self, dims: list[Axis] | tuple[Axis, ...]) -> Field:
+        return Field(self.axes, tuple(dims), self.aligned, self.bounded)
 
     def unbounded(self) -> Field:
-        return Field(self.axes, self.size, self.jump, self.start, self.aligned, False)
+        return Field(self.axes, self.dims, self.aligned, False)
+
+    @property
+    def size(self) -> tuple[Fraction, ...]:
+        return tuple(a.size for a in self.dims)
+
+    @property
+    def jump(self) -> tuple[Fraction, ...]:
+        return tuple(a.jump for a in self.dims)
+
+    @property
+    def start(self) -> tuple[Fraction, ...]:
+        return tuple(a.start for a in self.dims)
 
 
 GLOBAL = object()  # marks a tensor computed from the whole of a spatial tensor (global pooling, flattening)
 
 
 def initial_field(ndim: int, n_spatial: int) -> Field:
-    one, zero = Fraction(1), Fraction(0)
-    return Field(
-        tuple(range(ndim - n_spatial, ndim)), (one,) * n_spatial, (one,) * n_spatial, (zero,) * n_spatial
-    )
+    pixel = Axis(Fraction(1), (Fraction(0),), (Fraction(0),))
+    return Field(tuple(range(ndim - n_spatial, ndim)), (pixel,) * n_spatial)
 
 
 def _tuple(v: Any, n: int) -> tuple[int, ...]:
@@ -69,92 +129,106 @@ def _tuple(v: Any, n: int) -> tuple[int, ...]:
     return v * n if len(v) == 1 else v
 
 
-def window(f: Field, kernel: tuple[int, ...], stride: tuple[int, ...], padding: tuple[int, ...], dilation):
-    """Field after a convolution or pooling window over the last ``len(kernel)`` dimensions."""
-    size, jump, start = [], [], []
-    for i in range(len(f.axes)):
-        k, s, p, d = kernel[i], stride[i], padding[i], dilation[i]
-        size.append(f.size[i] + (k - 1) * d * f.jump[i])
-        start.append(f.start[i] + (Fraction((k - 1) * d, 2) - p) * f.jump[i])
-        jump.append(f.jump[i] * s)
-    return Field(f.axes, tuple(size), tuple(jump), tuple(start), f.aligned, f.bounded)
+def window(f: Field, kernel, stride, padding, dilation) -> Field:
+    """Convolution or pooling: element ``o`` gathers inputs ``o*s - p + t*d`` for ``t < k``."""
+    dims = []
+    for ax, k, s, p, d in zip(f.dims, kernel, stride, padding, dilation, strict=True):
+        period = ax.period // math.gcd(ax.period, s)
+        dims.append(
+            _axis(
+                ax.jump * s,
+                period,
+                lambda o, ax=ax, k=k, s=s, p=p, d=d: _union(ax, [o * s - p + t * d for t in range(k)]),
+            )
+        )
+    return f.with_dims(dims)
 
 
 def transposed_window(f: Field, kernel, stride, padding, dilation) -> Field:
-    """Field after a transposed convolution: output ``o`` gathers inputs ``i`` with ``i*s + t*d - p = o``.
+    """Transposed convolution: element ``o`` gathers the inputs ``i`` with ``i*s + t*d - p = o``, ``t < k``."""
+    dims = []
+    for ax, k, s, p, d in zip(f.dims, kernel, stride, padding, dilation, strict=True):
 
-    The jump shrinks to ``jump_in / s``; the size grows by the widest span of input positions any output
-    gathers (brute force over the ``s`` residues of ``o``); the start is the centre of the inputs output 0
-    gathers.
+        def gathers(o, ax=ax, k=k, s=s, p=p, d=d):
+            idx = [(o + p - t * d) // s for t in range(k) if (o + p - t * d) % s == 0]
+            return _union(ax, idx or [math.floor(Fraction(2 * (o + p) - (k - 1) * d, 2 * s))])
+
+        dims.append(_axis(ax.jump / s, s * ax.period, gathers))
+    return f.with_dims(dims)
+
+
+def resample(f: Field, sizes_in, sizes_out, source: Callable[[int, int, int], list[int]]) -> Field:
+    """Upsampling or adaptive pooling along each axis: element ``o`` gathers ``source(o, n_in, n_out)``.
+
+    The pattern repeats every ``b`` outputs and ``a`` inputs, where ``a / b = n_in / n_out`` in lowest terms.
     """
-    size, jump, start = [], [], []
-    for i in range(len(f.axes)):
-        k, s, p, d = kernel[i], stride[i], padding[i], dilation[i]
-        widest = 0
-        for r in range(s):
-            taps = [t for t in range(k) if (r - t * d) % s == 0]
-            if taps:
-                widest = max(widest, (max(taps) - min(taps)) * d // s)
-        taps0 = [t for t in range(k) if (p - t * d) % s == 0]
-        centre_tap = Fraction(min(taps0) + max(taps0), 2) if taps0 else Fraction(k - 1, 2)
-        size.append(f.size[i] + widest * f.jump[i])
-        start.append(f.start[i] + (p - centre_tap * d) / s * f.jump[i])
-        jump.append(f.jump[i] / s)
-    return Field(f.axes, tuple(size), tuple(jump), tuple(start), f.aligned, f.bounded)
+    dims = []
+    for ax, n, m in zip(f.dims, sizes_in, sizes_out, strict=True):
+        ratio = Fraction(n, m)
+        dims.append(
+            _axis(
+                ax.jump * ratio,
+                ratio.denominator * ax.period,
+                lambda o, ax=ax, n=n, m=m: _union(ax, source(o, n, m)),
+            )
+        )
+    return f.with_dims(dims)
+
+
+def nearest(o: int, n: int, m: int) -> list[int]:
+    return [math.floor(Fraction(o * n, m))]  # PyTorch 'nearest': src = floor(o * n / m)
+
+
+def nearest_exact(o: int, n: int, m: int) -> list[int]:
+    return [math.floor((o + Fraction(1, 2)) * Fraction(n, m))]
+
+
+def linear(o: int, n: int, m: int) -> list[int]:
+    src = (o + Fraction(1, 2)) * Fraction(n, m) - Fraction(1, 2)  # align_corners=False
+    i0 = math.floor(src)
+    return [i0, i0 + 1] if src != i0 else [i0]  # a neighbour with weight 0 gets no gradient
+
+
+def linear_corners(o: int, n: int, m: int) -> list[int]:
+    src = o * Fraction(n - 1, m - 1) if m > 1 else Fraction(0)  # align_corners=True
+    i0 = math.floor(src)
+    return [i0, i0 + 1] if src != i0 else [i0]
+
+
+def adaptive(o: int, n: int, m: int) -> list[int]:
+    return list(range((o * n) // m, -((-(o + 1) * n) // m)))  # [floor(o n/m), ceil((o+1) n/m))
+
+
+def shifted(f: Field, offsets: list[int], steps: list[int] | None = None) -> Field:
+    """Element ``o`` is input element ``offset + o * step`` (cropping, slicing, padding with a negative offset)."""
+    steps = steps or [1] * len(f.dims)
+    dims = []
+    for ax, off, st in zip(f.dims, offsets, steps, strict=True):
+        period = ax.period // math.gcd(ax.period, st)
+        dims.append(_axis(ax.jump * st, period, lambda o, ax=ax, off=off, st=st: ax.window(off + o * st)))
+    return f.with_dims(dims)
 
 
 def merge(fields: list[Field]) -> Field:
-    """Union of the windows of the first element over several branches (same axes)."""
+    """Union of the windows over several branches (same axes): the largest over the paths."""
     if len(fields) == 1:
         return fields[0]
     first = fields[0]
-    size, jump, start = [], [], []
+    dims = []
     aligned = all(f.aligned for f in fields)
     for i in range(len(first.axes)):
-        lo = min(f.start[i] - (f.size[i] - 1) / 2 for f in fields)
-        hi = max(f.start[i] + (f.size[i] - 1) / 2 for f in fields)
-        size.append(hi - lo + 1)
-        start.append((lo + hi) / 2)
-        jump.append(max(f.jump[i] for f in fields))
-        aligned &= len({f.jump[i] for f in fields}) == 1 and len({f.start[i] for f in fields}) == 1
-    return Field(first.axes, tuple(size), tuple(jump), tuple(start), aligned, all(f.bounded for f in fields))
-
-
-def _adaptive(f: Field, x: torch.Tensor, out_size: tuple[int, ...]) -> Field | object:
-    """Adaptive pooling: window ``[floor(o n/m), ceil((o+1) n/m))``; pooling to a single element is global."""
-    ins = [x.shape[a] for a in f.axes]
-    if all(m == 1 for m in out_size) and any(n > 1 for n in ins):
-        return GLOBAL
-    size, jump, start = [], [], []
-    for i, (n, m) in enumerate(zip(ins, out_size, strict=True)):
-        widest = max(math.ceil((o + 1) * n / m) - (o * n) // m for o in range(m))
-        first = math.ceil(n / m)  # window of output 0: [0, ceil(n/m))
-        size.append(f.size[i] + (widest - 1) * f.jump[i])
-        start.append(f.start[i] + Fraction(first - 1, 2) * f.jump[i])
-        jump.append(f.jump[i] * Fraction(n, m))
-    return Field(f.axes, tuple(size), tuple(jump), tuple(start), f.aligned, f.bounded)
-
-
-def _upsample(f: Field, x: torch.Tensor, y: torch.Tensor, mode: str, align_corners: bool) -> Field:
-    size, jump, start = [], [], []
-    for i, a in enumerate(f.axes):
-        n, m = x.shape[a], y.shape[a]
-        if mode == "nearest":  # output o copies input floor(o * n / m)
-            size.append(f.size[i])
-            start.append(f.start[i])
-            jump.append(f.jump[i] * Fraction(n, m))
-        elif align_corners:  # src = o (n-1)/(m-1), between two inputs
-            ratio = Fraction(n - 1, m - 1) if m > 1 else Fraction(0)
-            size.append(f.size[i] + f.jump[i])
-            start.append(f.start[i])
-            jump.append(f.jump[i] * ratio)
-        else:  # src = (o + 1/2) n/m - 1/2, clamped at 0
-            ratio = Fraction(n, m)
-            src0 = max(Fraction(1, 2) * ratio - Fraction(1, 2), Fraction(0))
-            size.append(f.size[i] + f.jump[i])
-            start.append(f.start[i] + src0 * f.jump[i])
-            jump.append(f.jump[i] * ratio)
-    return Field(f.axes, tuple(size), tuple(jump), tuple(start), f.aligned, f.bounded)
+        axs = [f.dims[i] for f in fields]
+        period = math.lcm(*(a.period for a in axs))
+        jump = max(a.jump for a in axs)
+        aligned &= len({a.jump for a in axs}) == 1 and len({a.start for a in axs}) == 1
+        dims.append(
+            _axis(
+                jump,
+                period,
+                lambda o, axs=axs: (min(a.window(o)[0] for a in axs), max(a.window(o)[1] for a in axs)),
+            )
+        )
+    return Field(first.axes, tuple(dims), aligned, all(f.bounded for f in fields))
 
 
 def _reshaped_axes(axes: tuple[int, ...], before: torch.Size, after: torch.Size) -> tuple[int, ...] | None:
@@ -203,7 +277,9 @@ _UPSAMPLE = {
     aten.upsample_nearest1d: "nearest",
     aten.upsample_nearest2d: "nearest",
     aten.upsample_nearest3d: "nearest",
-    aten._upsample_nearest_exact2d: "nearest",
+    aten._upsample_nearest_exact1d: "nearest-exact",
+    aten._upsample_nearest_exact2d: "nearest-exact",
+    aten._upsample_nearest_exact3d: "nearest-exact",
     aten.upsample_linear1d: "linear",
     aten.upsample_bilinear2d: "linear",
     aten.upsample_trilinear3d: "linear",
@@ -275,19 +351,25 @@ class FieldPropagator:
             stride = _tuple(b["stride"], n) or kernel
             dilation = _tuple(b.get("dilation", 1), n) if "dilation" in b else (1,) * n
             return window(f, kernel, stride, _tuple(b["padding"], n), dilation)
+        sizes_in, sizes_out = tuple(x.shape[-n:]), tuple(y.shape[-n:])
         if packet in _ADAPTIVE and f.axes == tail:
-            return _adaptive(f, x, tuple(y.shape[-n:]))
+            if all(m == 1 for m in sizes_out) and any(v > 1 for v in sizes_in):
+                return GLOBAL  # global pooling: every output sees the whole input
+            return resample(f, sizes_in, sizes_out, adaptive)
         if packet in _UPSAMPLE and f.axes == tail:
-            b = bind(func, args, kwargs)
-            mode = _UPSAMPLE[packet]
-            return _upsample(f, x, y, mode, bool(b.get("align_corners")) if mode == "linear" else False)
+            if _UPSAMPLE[packet] in ("nearest", "nearest-exact"):
+                return resample(
+                    f, sizes_in, sizes_out, nearest if _UPSAMPLE[packet] == "nearest" else nearest_exact
+                )
+            corners = bool(bind(func, args, kwargs).get("align_corners"))
+            return resample(f, sizes_in, sizes_out, linear_corners if corners else linear)
         if packet in _PADS and f.axes == tail:
-            pad = list(bind(func, args, kwargs)["pad"])  # (left_last, right_last, left_prev, ...)
-            start = list(f.start)
-            for j in range(min(len(pad) // 2, n)):
-                i = n - 1 - j
-                start[i] = start[i] - pad[2 * j] * f.jump[i]
-            return Field(f.axes, f.size, f.jump, tuple(start), f.aligned, f.bounded)
+            b = bind(func, args, kwargs)
+            pad = list(b["pad"] if "pad" in b else b["padding"])
+            offsets = [0] * n
+            for j in range(min(len(pad) // 2, n)):  # (left_last, right_last, left_prev, right_prev, ...)
+                offsets[n - 1 - j] = -pad[2 * j]
+            return shifted(f, offsets)
         if packet is aten.cat:
             b = bind(func, args, kwargs)
             dim = b["dim"] % x.dim()
@@ -301,11 +383,9 @@ class FieldPropagator:
                 i = f.axes.index(dim)
                 begin = b["start"] or 0
                 begin = begin + x.shape[dim] if begin < 0 else min(begin, x.shape[dim])
-                step = b["step"] or 1
-                start, jump = list(f.start), list(f.jump)
-                start[i] += begin * f.jump[i]
-                jump[i] *= step
-                return Field(f.axes, f.size, tuple(jump), tuple(start), f.aligned, f.bounded)
+                offsets, steps = [0] * n, [1] * n
+                offsets[i], steps[i] = begin, b["step"] or 1
+                return shifted(f, offsets, steps)
             return f
         if packet is aten.permute:
             dims = [d % x.dim() for d in bind(func, args, kwargs)["dims"]]

@@ -9,7 +9,7 @@ follows every ATen operator, so residual additions, Inception concatenations, fu
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
@@ -33,7 +33,10 @@ class LayerField:
       padding reaches outside the image); element ``i`` is centred at ``start + i * jump``;
     - ``aligned``: every branch that merged into this output had the same jump and centre;
     - ``bounded``: ``False`` when a global quantity (a squeeze-excitation gate, global attention) mixed in,
-      so the output really depends on the whole input.
+      so the output really depends on the whole input;
+    - ``windows``: per dimension the exact ``(first, last)`` input pixel of elements ``0 .. P-1`` (one
+      period): after transposed convolutions or upsampling neighbouring elements' windows differ and
+      ``size`` is the widest; :meth:`interval` is exact for every element.
     """
 
     name: str
@@ -44,6 +47,7 @@ class LayerField:
     start: tuple[int | float, ...]
     aligned: bool = True
     bounded: bool = True
+    windows: tuple[tuple[tuple[int | float, int | float], ...], ...] = field(default=(), repr=False)
 
     @classmethod
     def from_field(cls, name: str, type_: str, shape: Sequence[int], f: Field) -> LayerField:
@@ -56,14 +60,18 @@ class LayerField:
             start=tuple(_number(v) for v in f.start),
             aligned=f.aligned,
             bounded=f.bounded,
+            windows=tuple(
+                tuple((_number(lo), _number(hi)) for lo, hi in zip(a.lo, a.hi, strict=True)) for a in f.dims
+            ),
         )
 
     def interval(self, index: Sequence[int]) -> list[tuple[float, float]]:
         """``[(first, last)]`` input pixel per dimension seen by the output element at ``index``."""
         out = []
-        for i, s, j, st in zip(index, self.size, self.jump, self.start, strict=True):
-            centre = st + i * j
-            out.append((centre - (s - 1) / 2, centre + (s - 1) / 2))
+        for i, j, period in zip(index, self.jump, self.windows, strict=True):
+            q, r = divmod(i, len(period))
+            lo, hi = period[r]
+            out.append((lo + q * len(period) * j, hi + q * len(period) * j))
         return out
 
     def to_dict(self) -> dict[str, Any]:
