@@ -81,6 +81,8 @@ def effective_receptive_field(
         raise ValueError(f"samples must be a positive int; got {samples!r}")
     if not 0.0 < mass <= 1.0:
         raise ValueError(f"mass must be in (0, 1]; got {mass!r}")
+    if any(t.is_meta for t in [*model.parameters(), *model.buffers()]):
+        raise ValueError("model must have real weights for the effective receptive field; got meta tensors")
     rf = receptive_field(model, input_size)
     modules = dict(model.named_modules())
     if layer is None:
