@@ -17,6 +17,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 import torchvision
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 from torch import nn
 
 from nnatlas.analysis import receptive_field
@@ -159,7 +161,7 @@ def row_supports(model: nn.Module, size: int, rows=None):
     for i in range(y.shape[-2]) if rows is None else rows:
         (g,) = torch.autograd.grad(y[0, :, i, col].sum(), x, retain_graph=True)
         nz = (g[0, 0] != 0).any(1).nonzero().flatten()
-        out[i] = (int(nz.min()), int(nz.max()))
+        out[i] = (int(nz.min()), int(nz.max())) if nz.numel() else None  # None: sees only padding
     return out
 
 
@@ -231,3 +233,53 @@ def test_meta_and_real_models_agree_and_every_spatial_layer_has_a_field():
     assert real.layers == meta.layers
     assert "fc" not in real.layers and "avgpool" not in real.layers  # global pooling ends the spatial part
     assert real.layers["layer2.0.downsample"].aligned and real.layers["layer2.0"].aligned
+
+
+layer_spec = st.one_of(
+    st.tuples(st.just("conv"), st.integers(1, 4), st.integers(1, 3), st.integers(0, 2), st.integers(1, 2)),
+    st.tuples(st.just("avgpool"), st.integers(2, 3), st.integers(1, 3), st.integers(0, 1), st.booleans()),
+    st.tuples(st.just("convT"), st.integers(1, 4), st.integers(1, 3), st.integers(0, 1), st.integers(1, 2)),
+    st.tuples(st.just("up"), st.sampled_from(["nearest", "bilinear"]), st.integers(2, 3)),
+)
+
+
+def build(spec) -> nn.Module:
+    layers = []
+    for kind, *a in spec:
+        if kind == "conv":
+            k, s, p, d = a
+            layers.append(nn.Conv2d(1, 1, k, stride=s, padding=min(p, (k - 1) * d // 2), dilation=d))
+        elif kind == "avgpool":
+            k, s, p, ceil = a
+            layers.append(nn.AvgPool2d(k, stride=s, padding=min(p, k // 2), ceil_mode=ceil))
+        elif kind == "convT":
+            k, s, p, d = a
+            layers.append(nn.ConvTranspose2d(1, 1, k, stride=s, padding=min(p, (k - 1) * d // 2), dilation=d))
+        else:
+            mode, f = a
+            layers.append(nn.Upsample(scale_factor=f, mode=mode))
+    return positive(nn.Sequential(*layers))
+
+
+@settings(max_examples=20, deadline=None)
+@given(spec=st.lists(layer_spec, min_size=1, max_size=4))
+def test_any_stack_of_convs_pools_transposed_convs_and_upsampling_matches_gradients(spec):
+    # every element's window, not only the first: exact where the window is inside the image.
+    # A transposed conv whose taps miss a residue of the stride leaves outputs that see no input at all.
+    assume(all(len({t * a[3] % a[1] for t in range(a[0])}) == a[1] for kind, *a in spec if kind == "convT"))
+    model, size = build(spec), 24
+    try:
+        f = receptive_field(model, (1, 1, size, size)).final
+    except ValueError:
+        assume(False)  # this stack shrinks a 24-pixel image to nothing
+    n = f.output_shape[-2]
+    assume(n <= 64)
+    for i, support in row_supports(model, size).items():
+        p_lo, p_hi = f.interval((i, 0))[0]
+        if support is None:  # a border element whose window reaches only padding
+            assert p_lo < 0 or p_hi > size - 1, (spec, i, p_lo, p_hi)
+            continue
+        lo, hi = support
+        # an edge outside the image is cut at the border, or further in where dilation skips pixels
+        assert lo == p_lo if p_lo > 0 else 0 <= lo <= hi, (spec, i, lo, hi, p_lo, p_hi)
+        assert hi == p_hi if p_hi < size - 1 else lo <= hi <= size - 1, (spec, i, lo, hi, p_lo, p_hi)

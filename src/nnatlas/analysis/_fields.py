@@ -145,7 +145,11 @@ def window(f: Field, kernel, stride, padding, dilation) -> Field:
 
 
 def transposed_window(f: Field, kernel, stride, padding, dilation) -> Field:
-    """Transposed convolution: element ``o`` gathers the inputs ``i`` with ``i*s + t*d - p = o``, ``t < k``."""
+    """Transposed convolution: element ``o`` gathers the inputs ``i`` with ``i*s + t*d - p = o``, ``t < k``.
+
+    With a kernel shorter than the stride some elements gather no input (they hold only the bias); they get
+    the window of the input nearest to them, so that every element keeps a defined field.
+    """
     dims = []
     for ax, k, s, p, d in zip(f.dims, kernel, stride, padding, dilation, strict=True):
 
