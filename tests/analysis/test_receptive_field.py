@@ -283,3 +283,47 @@ def test_any_stack_of_convs_pools_transposed_convs_and_upsampling_matches_gradie
         # an edge outside the image is cut at the border, or further in where dilation skips pixels
         assert lo == p_lo if p_lo > 0 else 0 <= lo <= hi, (spec, i, lo, hi, p_lo, p_hi)
         assert hi == p_hi if p_hi < size - 1 else lo <= hi <= size - 1, (spec, i, lo, hi, p_lo, p_hi)
+
+
+class ChannelsLastBlock(nn.Module):
+    """ConvNeXt-style: depthwise 7x7, then ``nn.Linear`` layers on a channels-last ``(B, H, W, C)`` tensor."""
+
+    def __init__(self, c=4):
+        super().__init__()
+        self.stem = nn.Conv2d(1, c, 2, stride=2)
+        self.dw = nn.Conv2d(c, c, 7, padding=3, groups=c)
+        self.fc1, self.fc2 = nn.Linear(c, 2 * c), nn.Linear(2 * c, c)
+
+    def forward(self, x):
+        x = self.stem(x)
+        y = self.dw(x).permute(0, 2, 3, 1)  # (B, H, W, C)
+        y = self.fc2(F.gelu(self.fc1(y))).permute(0, 3, 1, 2)  # (B, C, H, W)
+        return x + y
+
+
+class SqueezeExcite(nn.Module):
+    def __init__(self, c=4):
+        super().__init__()
+        self.conv = nn.Conv2d(1, c, 3, padding=1)
+        self.gate = nn.Linear(c, c)
+
+    def forward(self, x):
+        x = self.conv(x)
+        g = torch.sigmoid(self.gate(x.mean((2, 3))))  # (B, C): a global quantity
+        return x * g[:, :, None, None]
+
+
+def test_linear_layers_on_channels_last_tensors_keep_the_field():
+    model, size = positive(ChannelsLastBlock()), 32
+    f = receptive_field(model, (1, 1, size, size)).final
+    assert f.bounded and f.size == (2 + 6 * 2, 2 + 6 * 2)
+    for i, (lo, hi) in row_supports(model, size).items():
+        p_lo, p_hi = f.interval((i, 0))[0]
+        assert (lo, hi) == (max(0, p_lo), min(size - 1, p_hi))
+
+
+def test_a_global_gate_makes_the_field_unbounded():
+    model, size = positive(SqueezeExcite()), 16
+    f = receptive_field(model, (1, 1, size, size)).final
+    assert f.size == (3, 3) and not f.bounded
+    assert set(row_supports(model, size, rows=[0, 8]).values()) == {(0, size - 1)}  # sees the whole image

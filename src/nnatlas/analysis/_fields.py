@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from typing import Any
 
@@ -89,15 +89,19 @@ class Field:
     dims: tuple[Axis, ...]
     aligned: bool = True
     bounded: bool = True  # False once a global quantity (a squeeze-excitation gate, ...) mixes in
+    # Packed form, as inside ``nn.Linear`` on a channels-last ``(B, H, W, C)`` tensor: the first ``lead``
+    # dimensions of the tensor hold the row-major merge of ``ref`` (``(B, H, W)``); ``axes`` index ``ref``.
+    ref: tuple[int, ...] = ()
+    lead: int = 0
 
     def with_axes(self, axes: tuple[int, ...]) -> Field:
-        return Field(axes, self.dims, self.aligned, self.bounded)
+        return replace(self, axes=axes, ref=(), lead=0)
 
     def with_dims(self, dims: list[Axis] | tuple[Axis, ...]) -> Field:
-        return Field(self.axes, tuple(dims), self.aligned, self.bounded)
+        return replace(self, dims=tuple(dims))
 
     def unbounded(self) -> Field:
-        return Field(self.axes, self.dims, self.aligned, False)
+        return replace(self, bounded=False)
 
     @property
     def size(self) -> tuple[Fraction, ...]:
@@ -232,7 +236,7 @@ def merge(fields: list[Field]) -> Field:
                 lambda o, axs=axs: (min(a.window(o)[0] for a in axs), max(a.window(o)[1] for a in axs)),
             )
         )
-    return Field(first.axes, tuple(dims), aligned, all(f.bounded for f in fields))
+    return replace(first, dims=tuple(dims), aligned=aligned, bounded=all(f.bounded for f in fields))
 
 
 def _reshaped_axes(axes: tuple[int, ...], before: torch.Size, after: torch.Size) -> tuple[int, ...] | None:
@@ -260,6 +264,7 @@ _VIEWS = {
     aten.unflatten,
     aten.alias,
 }
+_MATMULS = {aten.mm, aten.addmm, aten._addmm_activation, aten.bmm, aten.baddbmm}
 _POOLS = {
     aten.max_pool1d,
     aten.max_pool2d,
@@ -310,8 +315,9 @@ class FieldPropagator:
         self.fields[x] = initial_field(x.dim(), n_spatial)
 
     def get(self, t: Any) -> Field | None:
+        """The field of a tensor whose spatial dimensions are its own (not packed into rows)."""
         f = self.fields.get(t) if isinstance(t, torch.Tensor) else None
-        return f if isinstance(f, Field) else None
+        return f if isinstance(f, Field) and not f.lead else None
 
     def propagate(self, func: Any, args: tuple, kwargs: dict[str, Any], out: Any) -> None:
         ins = _tensors(list(args) + list(kwargs.values()))
@@ -337,6 +343,20 @@ class FieldPropagator:
     def _rule(self, packet, func, args, kwargs, spatial, outs) -> Field | object | None:
         y = outs[0]
         x, f = spatial[0]
+        if packet in _MATMULS:
+            # rows of the first operand go to rows of the output; a field on the second operand means every
+            # output mixes all its positions (attention scores, A V): global
+            b = bind(func, args, kwargs)
+            first = next(b[k] for k in ("mat1", "batch1", "self") if k in b)  # addmm: self is the bias
+            second = next(b[k] for k in ("mat2", "batch2") if k in b)
+            if second in self.fields:
+                return GLOBAL
+            kept = [(t, g) for t, g in spatial if t is first]
+            return self._pointwise(kept, y, rows=True) if kept else GLOBAL
+        if packet in _VIEWS:
+            return self._view(f, x, y)
+        if f.lead:
+            return self._pointwise(spatial, y)
         n = len(f.axes)
         tail = tuple(range(x.dim() - n, x.dim()))
         if packet in (aten.convolution, aten._convolution):
@@ -399,9 +419,6 @@ class FieldPropagator:
             d0, d1 = b["dim0"] % x.dim(), b["dim1"] % x.dim()
             swap = {d0: d1, d1: d0}
             return f.with_axes(tuple(swap.get(a, a) for a in f.axes))
-        if packet in _VIEWS:
-            axes = _reshaped_axes(f.axes, x.shape, y.shape)
-            return GLOBAL if axes is None else f.with_axes(axes)
         if packet is aten.select:
             b = bind(func, args, kwargs)
             dim = b["dim"] % x.dim()
@@ -411,13 +428,35 @@ class FieldPropagator:
         return self._pointwise(spatial, y)
 
     @staticmethod
-    def _pointwise(spatial: list[tuple[torch.Tensor, Field]], y: torch.Tensor) -> Field | None:
-        """Element-wise (with broadcasting) or channel-wise: the spatial axes keep their place and size."""
+    def _view(f: Field, x: torch.Tensor, y: torch.Tensor) -> Field | object:
+        """A row-major reshape: find the spatial axes in the new shape, or pack them into leading rows."""
+        src = f.ref if f.lead else tuple(x.shape)
+        axes = _reshaped_axes(f.axes, torch.Size(src), y.shape)
+        if axes is not None:
+            return f.with_axes(axes)
+        block = math.prod(src[: max(f.axes) + 1])
+        for j in range(1, y.dim() + 1):
+            if math.prod(y.shape[:j]) == block:
+                return replace(f, ref=tuple(src[: max(f.axes) + 1]), lead=j)
+        return GLOBAL
+
+    @staticmethod
+    def _pointwise(
+        spatial: list[tuple[torch.Tensor, Field]], y: torch.Tensor, rows: bool = False
+    ) -> Field | None:
+        """Element-wise (with broadcasting) or channel-wise: the spatial axes keep their place and size.
+
+        A packed field (and, with ``rows``, a matrix product's first operand) keeps its leading rows.
+        """
         keep = []
         for x, f in spatial:
-            if y.dim() == x.dim() and all(y.shape[a] == x.shape[a] for a in f.axes):
+            if f.lead or rows:
+                lead = f.lead or (max(f.axes) + 1)
+                if y.dim() >= lead and tuple(y.shape[:lead]) == tuple(x.shape[:lead]):
+                    keep.append(f)
+            elif y.dim() == x.dim() and all(y.shape[a] == x.shape[a] for a in f.axes):
                 keep.append(f)
         if not keep:
             return None
-        by_axes = [k for k in keep if k.axes == keep[0].axes]
-        return merge(by_axes)
+        key = (keep[0].axes, keep[0].ref, keep[0].lead)
+        return merge([k for k in keep if (k.axes, k.ref, k.lead) == key])
