@@ -63,7 +63,14 @@ class Summary:
         rf = None
         if self.receptive_field is not None and self.receptive_field.final_name is not None:
             f = self.receptive_field.final
-            rf = {"layer": f.name, "size": list(f.size), "jump": list(f.jump), "start": list(f.start)}
+            rf = {
+                "layer": f.name,
+                "size": list(f.size),
+                "jump": list(f.jump),
+                "start": list(f.start),
+                "aligned": f.aligned,
+                "bounded": f.bounded,
+            }
         layers = []
         for r in self.rows:
             d = asdict(r)

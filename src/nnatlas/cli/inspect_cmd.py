@@ -72,8 +72,13 @@ def resolve_model(spec: str, device: Any) -> tuple[Any, tuple[int, ...] | None]:
         names = torchvision.models.list_models()
         if name not in names:
             raise UsageError(unknown_choice_message("torchvision model", name, names))
+        import inspect
+
+        kwargs: dict[str, Any] = {"weights": None}
+        if "weights_backbone" in inspect.signature(torchvision.models.get_model_builder(name)).parameters:
+            kwargs["weights_backbone"] = None  # random backbone too: nothing is ever downloaded
         with torch.device(device):
-            return torchvision.models.get_model(name, weights=None), None
+            return torchvision.models.get_model(name, **kwargs), None
     if ":" in spec:
         module_name, _, factory = spec.partition(":")
         try:
