@@ -256,3 +256,18 @@ def test_every_fused_attention_kernel_counts_the_closed_form():
     }
     for name, fn in kernels.items():
         assert summary(Kernel(fn), inputs=q).total_macs == b * h * l * s * (e + ev), name
+
+
+def test_padding_mask_fast_path_counts_the_real_tokens():
+    # in eval mode nn.TransformerEncoder packs a padded batch into a nested tensor and computes only the
+    # real tokens; the count follows (closed form per sample, summed)
+    b, l, e, h, f = 2, 6, 16, 4, 32
+    enc = nn.TransformerEncoder(
+        nn.TransformerEncoderLayer(e, h, f, batch_first=True), 2, enable_nested_tensor=True
+    )
+    x = torch.randn(b, l, e)
+    mask = torch.zeros(b, l, dtype=torch.bool)
+    mask[0, 4:] = True  # sample 0 has 4 real tokens, sample 1 has 6
+    got = summary(enc.eval(), inputs={"src": x, "src_key_padding_mask": mask}).total_macs
+    per_layer = sum(mha_closed_form(1, n, n, e, h) + 2 * n * e * f for n in (4, 6))
+    assert got == 2 * per_layer

@@ -114,3 +114,10 @@ def test_unknown_model_strings_list_the_closest_first(nnatlas_exe, capsys):
     line = assert_usage_error(call(capsys, "inspect", "torchvision.models:resnet_18"))
     assert "unknown factory" in line
     assert "cannot import" in assert_usage_error(call(capsys, "inspect", "no_such_package.mod:f"))
+
+
+def test_torchvision_model_with_a_backbone_builds_without_downloading(capsys):
+    # fcn_resnet50(weights=None) alone would fetch ImageNet weights for its backbone
+    proc = call(capsys, "inspect", "torchvision:fcn_resnet50", "--input", "1,3,64,64", "--depth", "1")
+    assert proc.returncode == 0, proc.stderr
+    assert "backbone" in proc.stdout and "classifier" in proc.stdout

@@ -327,6 +327,10 @@ class FieldPropagator:
         outs = _tensors(out)
         if not outs:
             return
+        if any(t.is_nested for t in ins + outs):  # ragged sequences: no spatial layout to follow
+            for y in outs:
+                self.fields[y] = GLOBAL
+            return
         packet = func.overloadpacket
         spatial = [(t, f) for t, f in known if isinstance(f, Field)]
         tainted = len(spatial) < len(known)

@@ -79,6 +79,8 @@ class _Mode(TorchDispatchMode):
 def shape_of(obj: Any) -> Any:
     """Shape of a tensor as a list; nested containers of tensors as nested lists or dicts."""
     if isinstance(obj, torch.Tensor):
+        if obj.is_nested:  # ragged: one shape per sample
+            return [list(t.shape) for t in obj.unbind(0)]
         return list(obj.shape)
     if isinstance(obj, Mapping):
         return {str(k): shape_of(v) for k, v in obj.items()}

@@ -23,7 +23,9 @@ Conventions
     (or skip only in whole blocks) those products, and a count independent of the mask is comparable
     across backends. The fused fast path of ``nn.MultiheadAttention`` (``_native_multi_head_attention``)
     and of ``nn.TransformerEncoderLayer`` (``_transformer_encoder_layer_fwd``) is counted as its parts:
-    the Q/K/V and output projections, ``Q K^T``, ``A V`` (and the two feed-forward matrices).
+    the Q/K/V and output projections, ``Q K^T``, ``A V`` (and the two feed-forward matrices). With a
+    padding mask that fast path packs the batch into a nested tensor and computes only the real tokens;
+    the count follows what runs (per sample, at its real length).
 
 - **FLOPs without MACs**: normalisation (batch, layer, group, instance norm) 4 FLOPs per element (subtract
   the mean, divide by the deviation, scale, shift; 2 more per element in training for the statistics);
@@ -251,12 +253,49 @@ MAC_OPS = frozenset(
 )
 
 
+def _linear(b: dict[str, Any], out: Any) -> tuple[int, int]:
+    x, w = b["input"], b["weight"]  # (*, in) @ (out, in)^T; dense inputs arrive as mm, nested ones as this
+    macs = x.numel() * w.shape[0]
+    return macs, 2 * macs + (_first(out).numel() if b.get("bias") is not None else 0)
+
+
+_COUNTERS[aten.linear] = _linear
+
+
+def _is_nested(t: Any) -> bool:
+    return isinstance(t, torch.Tensor) and t.is_nested
+
+
+def _sample(obj: Any, i: int) -> Any:
+    """Sample ``i`` of a nested tensor as a batch of one; other values unchanged."""
+    if _is_nested(obj):
+        return obj.unbind(0)[i].unsqueeze(0)
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_sample(o, i) for o in obj) if not hasattr(obj, "_fields") else obj
+    return obj
+
+
 def count_op(func: Any, args: tuple, kwargs: dict[str, Any], out: Any) -> tuple[int, int]:
-    """``(macs, flops)`` of one ATen call (an ``OpOverload``), ``(0, 0)`` for data movement and unknown ops."""
+    """``(macs, flops)`` of one ATen call (an ``OpOverload``), ``(0, 0)`` for data movement and unknown ops.
+
+    Nested (ragged) tensors, as ``nn.TransformerEncoder`` makes from a padding mask, are counted sample by
+    sample at their real lengths.
+    """
     counter = _COUNTERS.get(func.overloadpacket)
-    if counter is None:
+    if counter is None or not isinstance(_first(out), torch.Tensor):
         return 0, 0
-    if not isinstance(_first(out), torch.Tensor):
-        return 0, 0
+    nested = [t for t in [*args, *kwargs.values(), *_as_list(out)] if _is_nested(t)]
+    if nested:
+        macs = flops = 0
+        for i in range(nested[0].size(0)):
+            a = tuple(_sample(v, i) for v in args)
+            k = {n: _sample(v, i) for n, v in kwargs.items()}
+            m, f = counter(bind(func, a, k), _sample(out, i))
+            macs, flops = macs + m, flops + f
+        return int(macs), int(flops)
     macs, flops = counter(bind(func, args, kwargs), out)
     return int(macs), int(flops)
+
+
+def _as_list(out: Any) -> list[Any]:
+    return list(out) if isinstance(out, (list, tuple)) else [out]
