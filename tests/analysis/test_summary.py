@@ -9,6 +9,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 import torchvision
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -65,6 +67,30 @@ def test_macs_equal_torch_flop_counter_for_convs_linear_and_einsum():
         model(x)
     # FlopCounterMode counts 2 FLOPs per multiply-add of conv/mm/bmm and nothing else
     assert summary(model, inputs=x).total_macs * 2 == fc.get_total_flops()
+
+
+@settings(max_examples=15, deadline=None)
+@given(
+    dims=st.integers(1, 3),
+    groups=st.sampled_from([1, 2]),
+    k=st.integers(1, 3),
+    stride=st.integers(1, 2),
+    dilation=st.integers(1, 2),
+    transposed=st.booleans(),
+)
+def test_conv_macs_equal_torch_flop_counter_for_any_configuration(
+    dims, groups, k, stride, dilation, transposed
+):
+    cls = (
+        [nn.Conv1d, nn.Conv2d, nn.Conv3d][dims - 1]
+        if not transposed
+        else [nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d][dims - 1]
+    )
+    conv = cls(4, 6, k, stride=stride, dilation=dilation, groups=groups)
+    x = torch.randn(2, 4, *[7] * dims)
+    with torch.no_grad(), FlopCounterMode(display=False) as fc:
+        conv(x)
+    assert 2 * summary(conv, inputs=x).total_macs == fc.get_total_flops()
 
 
 def test_transposed_conv_macs_count_input_elements():
@@ -258,6 +284,7 @@ def test_every_fused_attention_kernel_counts_the_closed_form():
         assert summary(Kernel(fn), inputs=q).total_macs == b * h * l * s * (e + ev), name
 
 
+@pytest.mark.filterwarnings("ignore:The PyTorch API of nested tensors")
 def test_padding_mask_fast_path_counts_the_real_tokens():
     # in eval mode nn.TransformerEncoder packs a padded batch into a nested tensor and computes only the
     # real tokens; the count follows (closed form per sample, summed)
