@@ -108,7 +108,7 @@ class _Tracer:
     def _pre(self, name: str):
         def hook(module, args):
             self.stack.append(name)
-            self.last_input[name] = args
+            self.last_input[name] = args  # kept only while the module runs (for the error message)
             rec = self.records[name]
             if rec.begin < 0:
                 rec.begin = self.started
@@ -122,6 +122,7 @@ class _Tracer:
                 self.stack.pop()
             elif name in self.stack:
                 del self.stack[len(self.stack) - 1 - self.stack[::-1].index(name)]
+            self.last_input.pop(name, None)
             rec = self.records[name]
             rec.calls += 1
             rec.output_shape = shape_of(output)
