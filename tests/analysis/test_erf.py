@@ -40,7 +40,7 @@ def test_linear_stack_matches_the_n_fold_box_convolution():
     marginal = reference_heatmap(n, size).sum(1)
     cum = np.cumsum(marginal) / marginal.sum()
     lo, hi = np.searchsorted(cum, 0.025), np.searchsorted(cum, 0.975)
-    assert erf.extent == (hi - lo + 1, hi - lo + 1)
+    assert erf.extent == (hi - lo + 1, hi - lo + 1) and erf.bounds == ((lo, hi), (lo, hi))
     assert erf.theoretical.size == (2 * n + 1, 2 * n + 1)
 
 

@@ -28,7 +28,8 @@ class EffectiveReceptiveField:
     """``heatmap`` ``(H, W)`` (spatial size of the input), scaled to a maximum of 1.
 
     ``extent`` per spatial dimension: the width in pixels of the central interval that holds ``mass`` of
-    the heat map's marginal along that dimension (trimming ``(1 - mass) / 2`` from each tail).
+    the heat map's marginal along that dimension (trimming ``(1 - mass) / 2`` from each tail); ``bounds``
+    the first and last pixel of that interval.
     ``theoretical`` is the layer's theoretical field (:func:`receptive_field`), for comparison.
     """
 
@@ -36,15 +37,16 @@ class EffectiveReceptiveField:
     centre: tuple[int, ...]
     heatmap: torch.Tensor
     extent: tuple[int, ...]
+    bounds: tuple[tuple[int, int], ...]
     mass: float
     samples: int
     theoretical: LayerField | None
 
 
-def _extent(heat: torch.Tensor, mass: float) -> tuple[int, ...]:
+def _bounds(heat: torch.Tensor, mass: float) -> tuple[tuple[int, int], ...]:
     total = heat.sum()
     if total <= 0:
-        return (0,) * heat.dim()
+        return ((0, -1),) * heat.dim()
     out = []
     tail = (1.0 - mass) / 2
     for d in range(heat.dim()):
@@ -53,7 +55,7 @@ def _extent(heat: torch.Tensor, mass: float) -> tuple[int, ...]:
         cum = torch.cumsum(marginal, 0) / total
         lo = int(torch.searchsorted(cum, torch.tensor(tail, dtype=cum.dtype)))
         hi = int(torch.searchsorted(cum, torch.tensor(1.0 - tail, dtype=cum.dtype)))
-        out.append(min(hi, marginal.numel() - 1) - lo + 1)
+        out.append((lo, min(hi, marginal.numel() - 1)))
     return tuple(out)
 
 
@@ -134,11 +136,13 @@ def effective_receptive_field(
     heat = (heat / samples).detach().to("cpu", torch.float64)
     peak = heat.max()
     heatmap = heat / peak if peak > 0 else heat
+    bounds = _bounds(heatmap, mass)
     return EffectiveReceptiveField(
         layer=layer,
         centre=centre,
         heatmap=heatmap,
-        extent=_extent(heatmap, mass),
+        extent=tuple(hi - lo + 1 for lo, hi in bounds),
+        bounds=bounds,
         mass=mass,
         samples=samples,
         theoretical=rf.layers.get(layer),

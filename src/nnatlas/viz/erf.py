@@ -26,12 +26,9 @@ def plot_erf(erf: EffectiveReceptiveField, path: str | os.PathLike, *, title: st
     fig, ax = plt.subplots(figsize=(5, 5))
     im = ax.imshow(heat.numpy(), cmap="magma", interpolation="nearest")
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="|d y_centre / d x| (max = 1)")
-    rows = heat.sum(1)
-    cols = heat.sum(0)
-    cy = float((rows * range_like(rows)).sum() / rows.sum()) if rows.sum() > 0 else h / 2
-    cx = float((cols * range_like(cols)).sum() / cols.sum()) if cols.sum() > 0 else w / 2
+    (y0, y1), (x0, x1) = erf.bounds
     ey, ex = erf.extent
-    ax.add_patch(Rectangle((cx - ex / 2, cy - ey / 2), ex, ey, fill=False, color="cyan", lw=1.5))
+    ax.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), ex, ey, fill=False, color="cyan", lw=1.5))
     label = f"ERF extent {ey}x{ex} ({erf.mass:.0%})"
     if erf.theoretical is not None:
         f = erf.theoretical
@@ -47,9 +44,3 @@ def plot_erf(erf: EffectiveReceptiveField, path: str | os.PathLike, *, title: st
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
-
-
-def range_like(t):
-    import torch
-
-    return torch.arange(t.numel(), dtype=t.dtype)
