@@ -1,0 +1,244 @@
+"""``summary(model, input_size)``: per-layer output shapes, parameters, MACs/FLOPs and receptive fields.
+
+One forward pass of any ``nn.Module`` (see :mod:`nnatlas.analysis._trace`): eval mode, no gradients, the
+model's training flags restored afterwards. MACs and FLOPs follow the conventions of
+:mod:`nnatlas.analysis.macs` (1 MAC = 2 FLOPs; normalisation, activation and pooling are FLOPs, not
+MACs); parameters shared between modules (tied weights) are counted once.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from torch import nn
+
+from nnatlas.analysis._trace import normalize_inputs, trace
+from nnatlas.analysis.params import count_parameters
+from nnatlas.analysis.receptive_field import LayerField, ReceptiveField, fields_from_trace
+
+
+@dataclass(frozen=True)
+class LayerRow:
+    """One module: its own numbers *include* those of its children (a block's MACs are its layers' sum).
+
+    ``rf_size``, ``rf_jump``, ``rf_start`` (per spatial dimension) and ``rf_aligned`` are set where the
+    output is spatial (see :class:`~nnatlas.analysis.LayerField`), ``None`` otherwise; ``output_shape``
+    is ``None`` for a module the forward pass never called.
+    """
+
+    name: str
+    type: str
+    depth: int
+    output_shape: Any
+    params: int
+    trainable: int
+    macs: int
+    flops: int
+    rf_size: tuple[int | float, ...] | None = None
+    rf_jump: tuple[int | float, ...] | None = None
+    rf_start: tuple[int | float, ...] | None = None
+    rf_aligned: bool | None = None
+
+
+@dataclass(frozen=True)
+class Summary:
+    """Rows per module (in the order their forward calls began; never-called modules last) and totals."""
+
+    model: str
+    input: list[Any]
+    rows: list[LayerRow]
+    total_params: int
+    trainable_params: int
+    total_macs: int
+    total_flops: int
+    receptive_field: ReceptiveField | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: ``model``, ``input``, totals, ``receptive_field`` (of ``.final``) and ``layers``."""
+        rf = None
+        if self.receptive_field is not None and self.receptive_field.final_name is not None:
+            f = self.receptive_field.final
+            rf = {
+                "layer": f.name,
+                "size": list(f.size),
+                "jump": list(f.jump),
+                "start": list(f.start),
+                "aligned": f.aligned,
+                "bounded": f.bounded,
+            }
+        layers = []
+        for r in self.rows:
+            d = asdict(r)
+            for k in ("rf_size", "rf_jump", "rf_start"):
+                d[k] = list(d[k]) if d[k] is not None else None
+            layers.append(d)
+        return {
+            "model": self.model,
+            "input": self.input,
+            "total_params": self.total_params,
+            "trainable_params": self.trainable_params,
+            "total_macs": self.total_macs,
+            "total_flops": self.total_flops,
+            "receptive_field": rf,
+            "layers": layers,
+        }
+
+    def to_json(self, *, indent: int | None = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent)
+
+    def to_csv(self) -> str:
+        """One line per row; shapes and per-dimension values joined with ``x`` (``1x64x56x56``)."""
+        buf = io.StringIO()
+        fields = list(LayerRow.__dataclass_fields__)
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow(fields)
+        for r in self.rows:
+            writer.writerow([_cell(getattr(r, k)) for k in fields])
+        return buf.getvalue()
+
+    def __str__(self) -> str:
+        head = ["layer", "type", "output shape", "params", "MACs", "FLOPs", "RF size/jump"]
+        body = []
+        for r in self.rows:
+            rf = f"{_join(r.rf_size)}/{_join(r.rf_jump)}" if r.rf_size is not None else ""
+            body.append(
+                [
+                    "  " * (r.depth - 1) + r.name,
+                    r.type,
+                    _shape(r.output_shape),
+                    f"{r.params:,}",
+                    _si(r.macs),
+                    _si(r.flops),
+                    rf,
+                ]
+            )
+        widths = [max(len(h), *(len(b[i]) for b in body)) if body else len(h) for i, h in enumerate(head)]
+        right = {3, 4, 5}
+
+        def line(cells: Sequence[str]) -> str:
+            return "  ".join(
+                c.rjust(w) if i in right else c.ljust(w)
+                for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+            )
+
+        rule = "-" * len(line(head))
+        out = [f"{self.model}  input {', '.join(_shape(s) for s in self.input)}", rule, line(head), rule]
+        out += [line(b) for b in body]
+        out += [
+            rule,
+            f"total params      {self.total_params:,} ({self.trainable_params:,} trainable)",
+            f"total MACs        {self.total_macs:,} ({_si(self.total_macs)})",
+            f"total FLOPs       {self.total_flops:,} ({_si(self.total_flops)}; 1 MAC = 2 FLOPs)",
+        ]
+        if self.receptive_field is not None and self.receptive_field.final_name is not None:
+            f = self.receptive_field.final
+            out.append(
+                f"receptive field   {_join(f.size)} px, jump {_join(f.jump)}, start {_join(f.start)} "
+                f"(at {f.name or '(model)'})"
+            )
+        return "\n".join(out)
+
+
+def _join(values: Sequence[int | float] | None) -> str:
+    return "" if values is None else "x".join(f"{v:g}" for v in values)
+
+
+def _shape(s: Any) -> str:
+    if s is None:
+        return "-"
+    if isinstance(s, list) and all(isinstance(v, int) for v in s):
+        return "x".join(map(str, s))
+    if isinstance(s, list):
+        return "(" + ", ".join(_shape(v) for v in s) + ")"
+    if isinstance(s, dict):
+        return "{" + ", ".join(f"{k}: {_shape(v)}" for k, v in s.items()) + "}"
+    return str(s)
+
+
+def _cell(v: Any) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, (tuple, list)):
+        return _shape(list(v)) if all(isinstance(x, int) for x in v) else "x".join(f"{x:g}" for x in v)
+    return _shape(v) if isinstance(v, dict) else str(v)
+
+
+def _si(n: int) -> str:
+    for unit, scale in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("K", 1e3)):
+        if abs(n) >= scale:
+            return f"{n / scale:.3f}{unit}"
+    return str(n)
+
+
+def summary(
+    model: nn.Module,
+    input_size: Sequence[int] | Sequence[Sequence[int]] | None = None,
+    *,
+    inputs: Any = None,
+    depth: int | None = None,
+) -> Summary:
+    """Layer-by-layer table of ``model`` for one input.
+
+    Args:
+        model: any ``nn.Module`` (build it under ``torch.device("meta")`` to measure a large model
+            without allocating or computing anything).
+        input_size: ``(B, C, H, W)`` (or a list of shapes for several positional inputs); random normal
+            tensors on the model's device and dtype.
+        inputs: instead of ``input_size``: a tensor, a tuple of tensors, or a dict of keyword tensors.
+        depth: keep rows of modules at most this deep (``1`` = the model's direct children); ``None``
+            keeps every module. Totals always cover the whole model.
+
+    MACs are counted for convolutions (grouped, dilated, transposed: per *input* element), linear layers,
+    ``matmul``/``bmm``/``einsum`` and attention (``F.scaled_dot_product_attention`` on every backend and
+    the fused ``nn.MultiheadAttention`` / ``nn.TransformerEncoderLayer`` paths, full ``L x S`` products
+    even under a causal mask); see :mod:`nnatlas.analysis.macs`.
+
+    Raises:
+        ShapeError: (a ``ValueError``) naming the layer where the input stopped fitting.
+    """
+    if depth is not None and (not isinstance(depth, int) or isinstance(depth, bool) or depth < 1):
+        raise ValueError(f"depth must be a positive int or None; got {depth!r}")
+    args, kwargs = normalize_inputs(model, input_size, inputs)
+    result = trace(model, args, kwargs, fields=True)
+    rf = fields_from_trace(result)
+    modules = dict(model.named_modules(remove_duplicate=True))
+    called = sorted((n for n in result.order if n), key=lambda n: result.records[n].begin)
+    never = [n for n in modules if n and n not in result.order]
+    rows = []
+    for name in called + never:
+        d = name.count(".") + 1
+        if depth is not None and d > depth:
+            continue
+        rec, m = result.records[name], modules[name]
+        f: LayerField | None = rf.layers.get(name)
+        rows.append(
+            LayerRow(
+                name=name,
+                type=rec.type,
+                depth=d,
+                output_shape=rec.output_shape,
+                params=count_parameters(m),
+                trainable=count_parameters(m, trainable_only=True),
+                macs=rec.macs,
+                flops=rec.flops,
+                rf_size=f.size if f else None,
+                rf_jump=f.jump if f else None,
+                rf_start=f.start if f else None,
+                rf_aligned=f.aligned if f else None,
+            )
+        )
+    return Summary(
+        model=type(model).__name__,
+        input=result.input_shape,
+        rows=rows,
+        total_params=count_parameters(model),
+        trainable_params=count_parameters(model, trainable_only=True),
+        total_macs=result.total_macs,
+        total_flops=result.total_flops,
+        receptive_field=rf if rf.layers else None,
+    )
