@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from nnatlas import __version__
-from nnatlas.cli import models_cmd, train_cmd
+from nnatlas.cli import models_cmd, seq2seq_cmd, train_cmd
 from nnatlas.cli.common import ArgumentParser, UsageError, eprint
 
 
@@ -26,6 +26,7 @@ def build_parser() -> ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=ArgumentParser)
     models_cmd.add_parser(sub)
     train_cmd.add_parser(sub)
+    seq2seq_cmd.add_parser(sub)
     return parser
 
 
