@@ -37,7 +37,9 @@ def plot_attention_heads(
     cols = min(H, 4)
     rows = math.ceil(H / cols)
     cell = 0.28 * max(L, S) + 1.0
-    fig, axes = plt.subplots(rows, cols, figsize=(cols * cell + 0.5, rows * cell + 0.5), squeeze=False)
+    fig, axes = plt.subplots(
+        rows, cols, figsize=(cols * cell + 1.5, rows * cell + 1.0), squeeze=False, layout="constrained"
+    )
     for h, ax in enumerate(axes.flat):
         if h >= H:
             ax.axis("off")
@@ -47,7 +49,8 @@ def plot_attention_heads(
         ax.set_xticks(range(S), labels=list(key_labels) if key_labels else None, fontsize=7, rotation=90)
         ax.set_yticks(range(L), labels=list(query_labels) if query_labels else None, fontsize=7)
         ax.set_xlabel("key", fontsize=8)
-        ax.set_ylabel("query", fontsize=8)
+        if h % cols == 0:
+            ax.set_ylabel("query", fontsize=8)
     fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.8)
     if title:
         fig.suptitle(title)
