@@ -150,8 +150,7 @@ def run_train(args: argparse.Namespace) -> int:
     from nnatlas.analysis import count_parameters
     from nnatlas.cli.progress import NullProgress, RichProgress
     from nnatlas.data import PAD_ID, pad_collate
-    from nnatlas.engine import Trainer, read_jsonl
-    from nnatlas.engine.seq2seq_task import Seq2SeqTask
+    from nnatlas.engine import Seq2SeqTask, Trainer, read_jsonl
     from nnatlas.viz import plot_curves
 
     config, train, val, model, run_dir = (parts[k] for k in ("config", "train", "val", "model", "run_dir"))

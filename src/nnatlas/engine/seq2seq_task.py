@@ -76,7 +76,8 @@ class Seq2SeqTask:
         metrics["loss"].update(losses)
         correct = (logits.argmax(dim=-1) == labels) & keep  # (B, T - 1)
         metrics["token_acc"].update(correct[keep].float())
-        generate = getattr(model, "generate", None)
+        # A DistributedDataParallel wrapper keeps the model in ``.module``.
+        generate = getattr(getattr(model, "module", model), "generate", None)
         if generate is None:
             exact = (correct | ~keep).all(dim=1)  # teacher-forced: every target token right
         else:
