@@ -90,8 +90,9 @@ class SequenceDataset(Dataset):
     """``num_samples`` seeded samples of ``task`` (see the module docstring for the token layout).
 
     ``exclude`` is a set of source-symbol tuples to avoid (a held-out split): each sample is drawn again,
-    up to 100 times, while its source is in ``exclude``; only where every sequence of a length is
-    excluded (e.g. the ``num_symbols`` sequences of length 1) can a source repeat.
+    up to 100 times, while its source is in ``exclude``. Only where (nearly) every sequence of a length is
+    excluded can a source repeat: the ``num_symbols`` sequences of length 1, most of the
+    ``num_symbols ** 2`` of length 2 when ``exclude`` is large.
     """
 
     def __init__(
