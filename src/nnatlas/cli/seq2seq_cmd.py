@@ -104,7 +104,7 @@ def _prepare_train(args: argparse.Namespace) -> dict[str, Any]:
     from nnatlas.engine import RunDirError, TrainConfig, create_run_dir, resolve_device
     from nnatlas.models import create_model, get_model_info
 
-    args.model = args.model or DEFAULT_MODEL
+    args.model = getattr(args, "model", None) or DEFAULT_MODEL
     try:
         info = get_model_info(args.model)
         if info.task != "seq2seq":

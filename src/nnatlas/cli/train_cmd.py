@@ -38,7 +38,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--model",
-        default=None,
+        default=argparse.SUPPRESS,  # per task, see DEFAULT_MODELS (and no "(default: None)" in --help)
         help="registered model name (see `nnatlas models`; default: "
         + ", ".join(f"{m} for {k}" for k, m in DEFAULT_MODELS.items())
         + ")",
@@ -69,7 +69,7 @@ def _prepare(args: argparse.Namespace) -> dict[str, Any]:
 
     if args.kind not in TRAIN_TASKS:
         raise UsageError(unknown_choice_message("task", args.kind, TRAIN_TASKS))
-    args.model = args.model or DEFAULT_MODELS[args.kind]
+    args.model = getattr(args, "model", None) or DEFAULT_MODELS[args.kind]
     import torch
 
     from nnatlas.data import DATASETS, load_dataset
