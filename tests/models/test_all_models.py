@@ -31,3 +31,25 @@ def test_classification_model_forward_backward(name):
     with torch.no_grad():
         y = model(x)
     assert y.shape == (2, 5) and torch.isfinite(y).all()
+
+
+@pytest.mark.parametrize("name", list_models(task="seq2seq"))
+def test_seq2seq_model_forward_backward(name):
+    info = get_model_info(name)
+    vocab = info.extra.get("vocab_size", 16)
+    model = create_model(name)
+    model.train()
+    (T,) = info.input_size
+    src = torch.randint(3, vocab, (2, T))
+    tgt = torch.randint(3, vocab, (2, T - 2))
+    out = model(src, tgt)
+    assert out.shape == (2, T - 2, vocab)
+    out.float().logsumexp(-1).mean().backward()
+    for pname, p in model.named_parameters():
+        assert p.grad is not None, f"{name}: no gradient reaches {pname}"
+        assert torch.isfinite(p.grad).all(), f"{name}: non-finite gradient in {pname}"
+    assert torch.isfinite(out).all()
+    model.eval()
+    with torch.no_grad():
+        y = model(src, tgt)
+    assert y.shape == (2, T - 2, vocab) and torch.isfinite(y).all()

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from nnatlas import __version__
-from nnatlas.cli import inspect_cmd, models_cmd, train_cmd
+from nnatlas.cli import inspect_cmd, models_cmd, seq2seq_cmd, train_cmd
 from nnatlas.cli.common import ArgumentParser, UsageError, eprint
 
 
@@ -27,6 +27,7 @@ def build_parser() -> ArgumentParser:
     models_cmd.add_parser(sub)
     train_cmd.add_parser(sub)
     inspect_cmd.add_parser(sub)
+    seq2seq_cmd.add_parser(sub)
     return parser
 
 

@@ -11,10 +11,12 @@ import time
 from typing import Any
 
 from nnatlas._choices import OPTIMIZERS, SCHEDULERS
+from nnatlas.cli import seq2seq_cmd
 from nnatlas.cli.common import UsageError
 
-TRAIN_TASKS = ("classification",)
+TRAIN_TASKS = ("classification", "seq2seq")
 EMBEDDED_DATA = "digits, shapes"
+DEFAULT_MODELS = {"classification": "cifar_resnet20", "seq2seq": seq2seq_cmd.DEFAULT_MODEL}
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -34,7 +36,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         metavar="TASK",
         help=f"what to train: {', '.join(TRAIN_TASKS)}",
     )
-    p.add_argument("--model", default="cifar_resnet20", help="registered model name (see `nnatlas models`)")
+    p.add_argument(
+        "--model",
+        default=argparse.SUPPRESS,  # per task, see DEFAULT_MODELS (and no "(default: None)" in --help)
+        help="registered model name (see `nnatlas models`; default: "
+        + ", ".join(f"{m} for {k}" for k, m in DEFAULT_MODELS.items())
+        + ")",
+    )
     p.add_argument("--data", default="digits", help=f"data set (embedded: {EMBEDDED_DATA})")
     p.add_argument("--epochs", type=int, default=15, help="number of passes over the training set")
     p.add_argument("--batch-size", type=int, default=64, help="training batch size")
@@ -51,6 +59,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--name", default=None, help="run folder name (default: <model>-<data>)")
     p.add_argument("--out", default="runs", help="folder that holds the run folders")
     p.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
+    seq2seq_cmd.add_train_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -60,6 +69,7 @@ def _prepare(args: argparse.Namespace) -> dict[str, Any]:
 
     if args.kind not in TRAIN_TASKS:
         raise UsageError(unknown_choice_message("task", args.kind, TRAIN_TASKS))
+    args.model = getattr(args, "model", None) or DEFAULT_MODELS[args.kind]
     import torch
 
     from nnatlas.data import DATASETS, load_dataset
@@ -101,6 +111,8 @@ def _prepare(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.kind == "seq2seq":
+        return seq2seq_cmd.run_train(args)
     parts = _prepare(args)
     from rich.console import Console
 

@@ -1,4 +1,4 @@
-"""Data sets: embedded (digits, shapes) and real formats through torchvision.
+"""Data sets: embedded (digits, shapes, sequence tasks) and real formats through torchvision.
 
 :func:`load_dataset` maps a name to a :class:`DataBundle` (train and validation sets with their metadata).
 """
@@ -13,6 +13,17 @@ from torch.utils.data import Dataset
 
 from nnatlas._suggest import unknown_choice_message
 from nnatlas.data.digits import DIGITS_CLASSES, load_digits_split
+from nnatlas.data.sequences import (
+    BOS_ID,
+    EOS_ID,
+    PAD_ID,
+    SEQUENCE_TASKS,
+    SequenceDataset,
+    make_sequence_split,
+    pad_collate,
+    tokens_to_text,
+    vocab_size,
+)
 from nnatlas.data.shapes import SHAPE_CLASSES, Scene, ShapesDataset, render_scene
 
 
@@ -68,4 +79,15 @@ __all__ = [
     "load_dataset",
     "load_digits_split",
     "render_scene",
+]
+__all__ += [
+    "BOS_ID",
+    "EOS_ID",
+    "PAD_ID",
+    "SEQUENCE_TASKS",
+    "SequenceDataset",
+    "make_sequence_split",
+    "pad_collate",
+    "tokens_to_text",
+    "vocab_size",
 ]

@@ -2,6 +2,7 @@
 
 from nnatlas.engine.optim import OPTIMIZERS, SCHEDULERS, build_optimizer, build_scheduler, param_groups
 from nnatlas.engine.runs import RunDirError, append_jsonl, create_run_dir, read_jsonl, write_json
+from nnatlas.engine.seq2seq_task import Seq2SeqTask
 from nnatlas.engine.tasks import ClassificationTask, Task
 from nnatlas.engine.trainer import ProgressReporter, TrainConfig, Trainer, resolve_device
 
@@ -11,6 +12,7 @@ __all__ = [
     "ClassificationTask",
     "ProgressReporter",
     "RunDirError",
+    "Seq2SeqTask",
     "Task",
     "TrainConfig",
     "Trainer",

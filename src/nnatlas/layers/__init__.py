@@ -3,6 +3,14 @@
 from torch.nn import LocalResponseNorm
 
 from nnatlas.layers.activations import Swish, activation_names, get_activation
+from nnatlas.layers.attention import (
+    KVCache,
+    MultiheadAttention,
+    causal_mask,
+    padding_mask,
+    record_attention,
+    scaled_dot_product_attention,
+)
 from nnatlas.layers.conv import (
     ConvNormAct,
     DepthwiseSeparableConv2d,
@@ -35,6 +43,15 @@ from nnatlas.layers.inception import (
     InceptionV3Aux,
 )
 from nnatlas.layers.resnet import BasicBlock, Bottleneck, PadShortcut, conv1x1, conv3x3
+from nnatlas.layers.transformer import (
+    DecoderCache,
+    LearnedPositionalEncoding,
+    SinusoidalPositionalEncoding,
+    TransformerDecoder,
+    TransformerDecoderLayer,
+    TransformerEncoder,
+    TransformerEncoderLayer,
+)
 from nnatlas.layers.vgg import VGGStage
 
 __all__ = [
@@ -42,6 +59,7 @@ __all__ = [
     "BasicConv2d",
     "Bottleneck",
     "ConvNormAct",
+    "DecoderCache",
     "DeformConv2d",
     "DepthwiseSeparableConv2d",
     "ERFBottleneck",
@@ -57,12 +75,21 @@ __all__ = [
     "InceptionV1",
     "InceptionV1Aux",
     "InceptionV3Aux",
+    "KVCache",
+    "LearnedPositionalEncoding",
     "LocalResponseNorm",
+    "MultiheadAttention",
     "PadShortcut",
+    "SinusoidalPositionalEncoding",
     "Swish",
+    "TransformerDecoder",
+    "TransformerDecoderLayer",
+    "TransformerEncoder",
+    "TransformerEncoderLayer",
     "VGGStage",
     "activation_names",
     "bilinear_upsampling_kernel",
+    "causal_mask",
     "conv1x1",
     "conv2d",
     "conv3x3",
@@ -71,6 +98,9 @@ __all__ = [
     "effective_kernel_size",
     "get_activation",
     "grouped_conv2d",
+    "padding_mask",
+    "record_attention",
     "same_padding",
+    "scaled_dot_product_attention",
     "upsampling_conv_transpose2d",
 ]

@@ -4,7 +4,10 @@
 >>> model = create_model("cifar_resnet20", num_classes=10, in_channels=1)
 """
 
-from nnatlas.models import classification  # noqa: F401  (registers the classification models)
+from nnatlas.models import (
+    classification,  # noqa: F401  (registers the classification models)
+    seq2seq,  # noqa: F401  (registers the sequence-to-sequence models)
+)
 from nnatlas.models.registry import (
     TASKS,
     ModelInfo,

@@ -1,0 +1,73 @@
+"""`nnatlas train seq2seq` and `nnatlas attention` through the real console script."""
+
+import json
+import subprocess
+
+import matplotlib.image
+import pytest
+
+
+def run(exe, *args, cwd=None, timeout=600):
+    return subprocess.run([*exe, *args], capture_output=True, text=True, cwd=cwd, timeout=timeout)
+
+
+def assert_usage_error(proc):
+    assert proc.returncode == 2, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
+    return lines[0]
+
+
+def test_train_seq2seq_then_draw_attention(nnatlas_exe, tmp_path):
+    args = ["--task", "sort", "--epochs", "2", "--num-train", "256", "--num-val", "40", "--max-len", "6"]
+    proc = run(nnatlas_exe, "train", "seq2seq", *args, "--layers", "1", "--quiet", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    run_dir = tmp_path / "runs" / "transformer_seq2seq-sort"
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert len(rows) == 2
+    assert {"train_loss", "val_loss", "val_token_acc", "val_exact_acc"} <= set(rows[-1])
+    assert 0.0 <= rows[-1]["val_exact_acc"] <= rows[-1]["val_token_acc"] <= 1.0
+    assert rows[-1]["train_loss"] < rows[0]["train_loss"]
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["model"] == "transformer_seq2seq" and config["sequences"]["task"] == "sort"
+    assert (run_dir / "curves.png").read_bytes()[:4] == b"\x89PNG"
+
+    proc = run(nnatlas_exe, "attention", str(run_dir), "--index", "3", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    pngs = sorted(p.name for p in (run_dir / "attention").glob("*.png"))
+    # One layer each: encoder self-attention, decoder self-attention, cross-attention.
+    assert pngs == [
+        "decoder.layers.0.multihead_attn.png",
+        "decoder.layers.0.self_attn.png",
+        "encoder.layers.0.self_attn.png",
+    ]
+    image = matplotlib.image.imread(run_dir / "attention" / pngs[0])
+    assert image.ndim == 3 and image.shape[0] > 100
+    assert "4 heads each" in proc.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["train", "seq2seq", "--task", "revers"], "unknown sequence task 'revers'"),
+        (["train", "seq2seq", "--min-len", "5", "--max-len", "3"], "min_len"),
+        (["train", "seq2seq", "--model", "cifar_resnet20"], "is a classification model"),
+        (["train", "seq2seq", "--heads", "5"], "num_heads"),
+        (["train", "seq2seq", "--num-train", "0"], "--num-train"),
+        (["train", "translation"], "unknown task 'translation'"),
+        (["attention", "nosuchrun"], "RUN must be a run folder"),
+    ],
+)
+def test_bad_seq2seq_arguments_exit_2_with_one_line(nnatlas_exe, tmp_path, args, needle):
+    line = assert_usage_error(run(nnatlas_exe, *args, cwd=tmp_path))
+    assert needle in line
+    assert not (tmp_path / "runs").exists()
+
+
+def test_train_help_names_both_defaults(nnatlas_exe):
+    proc = run(nnatlas_exe, "train", "--help")
+    text = " ".join(proc.stdout.split())  # argparse wraps lines at the terminal width
+    assert proc.returncode == 0
+    assert "cifar_resnet20 for classification" in text
+    assert "transformer_seq2seq for seq2seq" in text and "--task" in text
