@@ -1,4 +1,4 @@
-"""The ``nnatlas`` command: ``models``, ``train`` (and more subcommands as the project grows).
+"""The ``nnatlas`` command: ``models``, ``train``, ``eval`` (and more subcommands as the project grows).
 
 Bad arguments print one line on stderr and exit with code 2; failures at run time exit with code 1 and a
 message; never a traceback (set ``NNATLAS_DEBUG=1`` to see one).
@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from nnatlas import __version__
-from nnatlas.cli import models_cmd, train_cmd
+from nnatlas.cli import eval_cmd, models_cmd, train_cmd
 from nnatlas.cli.common import ArgumentParser, UsageError, eprint
 
 
@@ -26,6 +26,7 @@ def build_parser() -> ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=ArgumentParser)
     models_cmd.add_parser(sub)
     train_cmd.add_parser(sub)
+    eval_cmd.add_parser(sub)
     return parser
 
 
