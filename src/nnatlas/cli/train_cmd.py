@@ -11,7 +11,7 @@ import time
 from typing import Any
 
 from nnatlas._choices import AMP_MODES, AUGMENT_PRESETS, OPTIMIZERS, SCHEDULERS
-from nnatlas.cli.common import UsageError
+from nnatlas.cli.common import UsageError, eprint
 
 TRAIN_TASKS = ("classification",)
 EMBEDDED_DATA = "digits, shapes"
@@ -67,6 +67,13 @@ def add_engine_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--download", action="store_true", help="download the data set into --data-dir if missing")
     g.add_argument("--augment", default="none", choices=AUGMENT_PRESETS, help="training augmentation preset")
     g.add_argument("--image-size", type=int, default=None, help="image side for imagefolder (default 224)")
+    g.add_argument(
+        "--limit-train",
+        type=int,
+        default=None,
+        metavar="N",
+        help="train on the first N samples only (quick checks)",
+    )
     g = p.add_argument_group("engine")
     g.add_argument(
         "--resume", default=None, metavar="RUN_DIR", help="continue runs/<name> from its checkpoint"
@@ -135,7 +142,7 @@ def load_data(args: argparse.Namespace) -> Any:
 
     if args.data not in DATASETS:
         raise ValueError(unknown_choice_message("data set", args.data, DATASETS))
-    return load_dataset(
+    data = load_dataset(
         args.data,
         seed=args.seed,
         data_dir=args.data_dir,
@@ -143,6 +150,14 @@ def load_data(args: argparse.Namespace) -> Any:
         augment=args.augment,
         image_size=args.image_size,
     )
+    limit = getattr(args, "limit_train", None)
+    if limit is not None:
+        from torch.utils.data import Subset
+
+        if limit < 1:
+            raise ValueError(f"--limit-train must be >= 1; got {limit}")
+        data.train = Subset(data.train, range(min(limit, len(data.train))))
+    return data
 
 
 def resumed_args(args: argparse.Namespace) -> argparse.Namespace:
@@ -266,7 +281,8 @@ def run(args: argparse.Namespace) -> int:
             )
             trainer.fit(resume=bool(args.resume))
     except TrainingInterrupted as e:
-        console.print(f"{e}; continue with: nnatlas train --resume {run_dir}", soft_wrap=True)
+        if world.is_main:
+            eprint(f"nnatlas: {e}; continue with: nnatlas train --resume {run_dir}")
         return 128 + e.signum
     finally:
         destroy_distributed()
