@@ -60,6 +60,8 @@ class MetricsLogger:
         atomic_write_bytes(self.jsonl, "".join(_json_line(r) for r in rows).encode())
         if rows:
             write_csv(self.csv, rows)
+        else:
+            self.csv.unlink(missing_ok=True)
         return rows
 
     def log_step(self, step: int, values: Mapping[str, float]) -> None:

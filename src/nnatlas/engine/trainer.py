@@ -498,7 +498,8 @@ class Trainer:
                 with autocast(cfg.amp, self.device):
                     loss, n = self.task.training_step(self.train_model, batch)
                 value = loss.item()
-                (bad,) = self._agree(not math.isfinite(value))
+                # One all-reduce per micro-batch carries both flags, so every process stops together.
+                bad, stop = self._agree(not math.isfinite(value), self._signals.signum is not None)
                 if bad:
                     raise self._non_finite("loss", value, epoch)
                 self.scaler.scale(loss / group_size).backward()
@@ -514,7 +515,6 @@ class Trainer:
                 self.logger.log_step(
                     self.global_step, {"loss": value, "lr": self.optimizer.param_groups[0]["lr"]}
                 )
-            (stop,) = self._agree(self._signals.signum is not None)
             if stop or (cfg.checkpoint_every and self.global_step % cfg.checkpoint_every == 0):
                 if self.batch < n_batches:  # the epoch-end checkpoint comes after evaluation
                     self.save_checkpoint()
