@@ -292,7 +292,7 @@ def run(args: argparse.Namespace) -> int:
     records = read_jsonl(run_dir / "metrics.jsonl")
     plot_curves(records, run_dir / "curves.png", title=f"{args.model} on {data.name}")
     last = records[-1]
-    Console(quiet=args.quiet).print(
+    Console().print(
         f"done in {wall:.1f} s: val_acc {last.get('val_acc', float('nan')):.4f}, "
         f"val_loss {last.get('val_loss', float('nan')):.4f}; run saved in {run_dir}",
         soft_wrap=True,
