@@ -80,3 +80,21 @@ def test_data_errors_are_one_line(nnatlas_exe, tmp_path):
 def test_fp16_on_the_cpu_is_one_line(nnatlas_exe, tmp_path):
     line = assert_usage_error(run(nnatlas_exe, "train", "--amp", "fp16", "--device", "cpu", cwd=tmp_path))
     assert "amp 'fp16' needs a CUDA device" in line and "bf16" in line
+
+
+@pytest.mark.slow
+def test_torchrun_launches_the_cli_on_two_cpu_processes(tmp_path):
+    import sys
+    from pathlib import Path
+
+    torchrun = Path(sys.executable).with_name("torchrun")
+    cmd = [str(torchrun)] if torchrun.exists() else [sys.executable, "-m", "torch.distributed.run"]
+    cmd += ["--standalone", "--nproc-per-node", "2", "-m", "nnatlas", "train", "--device", "cpu", "--quiet"]
+    cmd += ["--epochs", "1", "--limit-train", "128", "--batch-size", "32", "--name", "ddp"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, env=ENV, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert [p.name for p in (tmp_path / "runs").iterdir()] == ["ddp"]  # rank 0 made the one run folder
+    config = json.loads((tmp_path / "runs" / "ddp" / "config.json").read_text())
+    assert config["world_size"] == 2
+    assert _rows(tmp_path / "runs" / "ddp")[0]["step"] == 2  # 128 samples / (2 processes x 32)
+    assert proc.stdout.count("done in") == 1  # only rank 0 reports

@@ -16,8 +16,9 @@ from nnatlas.cli.common import UsageError, eprint
 TRAIN_TASKS = ("classification",)
 EMBEDDED_DATA = "digits, shapes"
 FILE_DATA = "mnist, fashion_mnist, cifar10, cifar100, imagefolder"
-#: Options a resumed run takes from the command line rather than from the saved config.
-RESUME_OVERRIDES = ("quiet", "device", "workers", "data_dir")
+#: Options a resumed run takes from the command line (when given there) rather than from the saved config,
+#: with their defaults: where the data, which device and how many loader workers may change between runs.
+RESUME_OVERRIDES = {"quiet": False, "device": "auto", "workers": 0, "data_dir": "data"}
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -51,8 +52,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--warmup-epochs", type=float, default=1.0, help="length of the linear warm-up")
     p.add_argument("--seed", type=int, default=0, help="seed of weights, shuffling and data split")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    p.add_argument("--workers", type=int, default=0, help="data-loader worker processes")
+    p.add_argument("--device", default=RESUME_OVERRIDES["device"], help="auto, cpu, cuda or cuda:N")
+    p.add_argument(
+        "--workers", type=int, default=RESUME_OVERRIDES["workers"], help="data-loader worker processes"
+    )
     p.add_argument("--name", default=None, help="run folder name (default: <model>-<data>)")
     p.add_argument("--out", default="runs", help="folder that holds the run folders")
     p.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
@@ -63,7 +66,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def add_engine_arguments(p: argparse.ArgumentParser) -> None:
     """The options of the training engine and of the file-based data sets (shared by every task)."""
     g = p.add_argument_group("data from files")
-    g.add_argument("--data-dir", default="data", help="folder holding the data set's files")
+    g.add_argument(
+        "--data-dir", default=RESUME_OVERRIDES["data_dir"], help="folder holding the data set's files"
+    )
     g.add_argument("--download", action="store_true", help="download the data set into --data-dir if missing")
     g.add_argument("--augment", default="none", choices=AUGMENT_PRESETS, help="training augmentation preset")
     g.add_argument("--image-size", type=int, default=None, help="image side for imagefolder (default 224)")
@@ -178,9 +183,10 @@ def resumed_args(args: argparse.Namespace) -> argparse.Namespace:
     except (ValueError, KeyError, TypeError):
         raise UsageError(f"--resume {args.resume}: config.json holds no command-line options") from None
     merged = {**vars(args), **saved}
-    for key in RESUME_OVERRIDES:
-        if key in vars(args):
+    for key, default in RESUME_OVERRIDES.items():
+        if getattr(args, key, default) != default:
             merged[key] = getattr(args, key)
+    merged["quiet"] = args.quiet
     merged["resume"] = str(folder)
     merged["func"] = args.func
     return argparse.Namespace(**merged)
