@@ -196,13 +196,22 @@ def make_run_dir(args: argparse.Namespace, default_name: str) -> Any:
     """The run folder: the one being resumed, or a new one made by the main process and shared with all."""
     from pathlib import Path
 
-    from nnatlas.engine import create_run_dir
+    from nnatlas.engine import RunDirError, create_run_dir
     from nnatlas.engine.distributed import broadcast_object, dist_info
 
     if getattr(args, "resume", None):
         return Path(args.resume)
-    path = create_run_dir(args.out, args.name or default_name) if dist_info().is_main else None
-    return Path(str(broadcast_object(str(path) if path else None)))
+    path, error = None, None
+    if dist_info().is_main:
+        try:
+            path = str(create_run_dir(args.out, args.name or default_name))
+        except RunDirError as e:
+            error = str(e)
+    # Every process learns the folder, or the error, so none waits for a folder that never comes.
+    path, error = broadcast_object((path, error))
+    if error is not None:
+        raise RunDirError(error)
+    return Path(path)
 
 
 def cli_options(args: argparse.Namespace) -> dict[str, Any]:
