@@ -36,4 +36,5 @@ if __name__ == "__main__":
     run_dir, batch = sys.argv[1], int(sys.argv[2])
     trainer = Trainer(model(), ClassificationTask(3), data(), data(), config(batch), run_dir=run_dir)
     trainer.fit()
+    del trainer
     destroy_distributed()

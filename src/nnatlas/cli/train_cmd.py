@@ -282,6 +282,7 @@ def run(args: argparse.Namespace) -> int:
     samples_per_step = config.batch_size * world.world_size
     reporter = NullProgress() if quiet else RichProgress(console, samples_per_step=samples_per_step)
     t0 = time.perf_counter()
+    trainer = None
     try:
         with reporter:
             trainer = Trainer(
@@ -300,6 +301,7 @@ def run(args: argparse.Namespace) -> int:
             eprint(f"nnatlas: {e}; continue with: nnatlas train --resume {run_dir}")
         return 128 + e.signum
     finally:
+        trainer = None  # the DDP-wrapped model goes before the process group  # noqa: F841
         destroy_distributed()
     if not world.is_main:
         return 0

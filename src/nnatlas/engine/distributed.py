@@ -79,7 +79,19 @@ def init_distributed(device: str = "auto") -> DistInfo:
 
 
 def destroy_distributed() -> None:
+    """Leave the process group cleanly: wait for every process, then destroy it.
+
+    Drop the ``DistributedDataParallel`` model (the trainer) first: gloo's worker threads must not outlive
+    the group, or the process may abort at exit ("terminate called without an active exception").
+    """
     if dist.is_available() and dist.is_initialized():
+        import gc
+
+        gc.collect()
+        try:
+            dist.barrier()
+        except RuntimeError as e:  # a peer is already gone: nothing to wait for
+            log.warning("barrier before leaving the process group failed: %s", e)
         dist.destroy_process_group()
 
 
