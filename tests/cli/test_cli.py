@@ -58,7 +58,7 @@ def test_unknown_model_and_data_name_the_choices_closest_first(nnatlas_exe, tmp_
     line = assert_usage_error(run(nnatlas_exe, "train", "--data", "nosuchdata", cwd=tmp_path))
     assert "unknown data set 'nosuchdata'" in line and set(line.split(": ")[-1].split(", ")) == set(DATASETS)
     line = assert_usage_error(run(nnatlas_exe, "train", "--data", "digit", cwd=tmp_path))
-    assert line.endswith("closest first): digits, shapes")
+    assert line.split("closest first): ")[1].startswith("digits, ")
     assert not (tmp_path / "runs").exists()  # nothing written on a usage error
 
 

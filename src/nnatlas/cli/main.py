@@ -1,4 +1,4 @@
-"""The ``nnatlas`` command: ``models``, ``train`` (and more subcommands as the project grows).
+"""The ``nnatlas`` command: ``models``, ``train``, ``eval`` (and more subcommands as the project grows).
 
 Bad arguments print one line on stderr and exit with code 2; failures at run time exit with code 1 and a
 message; never a traceback (set ``NNATLAS_DEBUG=1`` to see one).
@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from nnatlas import __version__
-from nnatlas.cli import inspect_cmd, models_cmd, seq2seq_cmd, train_cmd
+from nnatlas.cli import eval_cmd, inspect_cmd, models_cmd, seq2seq_cmd, train_cmd
 from nnatlas.cli.common import ArgumentParser, UsageError, eprint
 
 
@@ -28,6 +28,7 @@ def build_parser() -> ArgumentParser:
     train_cmd.add_parser(sub)
     inspect_cmd.add_parser(sub)
     seq2seq_cmd.add_parser(sub)
+    eval_cmd.add_parser(sub)
     return parser
 
 

@@ -9,22 +9,46 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    ProgressColumn,
+    Task,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich.text import Text
+
+
+class ThroughputColumn(ProgressColumn):
+    """Samples per second: rich's running estimate of steps per second times the samples of one step."""
+
+    def __init__(self, samples_per_step: int) -> None:
+        super().__init__()
+        self.samples_per_step = samples_per_step
+
+    def render(self, task: Task) -> Text:
+        speed = task.speed
+        if speed is None or self.samples_per_step <= 0:
+            return Text("-- samples/s")
+        return Text(f"{speed * self.samples_per_step:,.0f} samples/s")
 
 
 class RichProgress:
-    """Implements :class:`nnatlas.engine.ProgressReporter` with one bar per epoch and a line of metrics."""
+    """Implements :class:`nnatlas.engine.ProgressReporter` with one bar per epoch (loss, learning rate,
+    throughput) and a line of metrics per epoch. ``samples_per_step``: samples of one training step over
+    all processes, for the throughput column (0 hides it)."""
 
-    def __init__(self, console: Console | None = None) -> None:
+    def __init__(self, console: Console | None = None, *, samples_per_step: int = 0) -> None:
         self.console = console or Console(stderr=True)
-        self.progress = Progress(
+        columns: list[ProgressColumn] = [
             TextColumn("[bold]epoch {task.fields[epoch]}"),
             BarColumn(),
             MofNCompleteColumn(),
             TextColumn("loss {task.fields[loss]:.4f}  lr {task.fields[lr]:.2e}"),
+        ]
+        if samples_per_step > 0:
+            columns.append(ThroughputColumn(samples_per_step))
+        self.progress = Progress(
+            *columns,
             TimeElapsedColumn(),
             TimeRemainingColumn(),
             console=self.console,
@@ -54,6 +78,8 @@ class RichProgress:
         for key, value in record.items():
             if key == "epoch_time":
                 parts.append(f"{value:.1f}s")
+            elif key == "throughput":
+                parts.append(f"{value:,.0f} samples/s")
             elif key != "epoch" and isinstance(value, float):
                 parts.append(f"{key} {value:.4g}")
         self.progress.console.print("  ".join(parts), soft_wrap=True)

@@ -35,19 +35,63 @@ def build_optimizer(
 
 
 def build_scheduler(
-    optimizer: torch.optim.Optimizer, name: str = "cosine", *, total_steps: int, warmup_steps: int = 0
+    optimizer: torch.optim.Optimizer,
+    name: str = "cosine",
+    *,
+    total_steps: int,
+    warmup_steps: int = 0,
+    milestones: tuple[int, ...] | None = None,
+    gamma: float = 0.1,
+    div_factor: float = 25.0,
+    final_div_factor: float = 1e4,
 ) -> torch.optim.lr_scheduler.LambdaLR:
-    """Linear warm-up from 0 over ``warmup_steps``, then cosine decay to 0 at ``total_steps`` (or constant)."""
+    """A per-update schedule: a linear warm-up over ``warmup_steps``, then the named decay.
+
+    With ``f(t)`` the factor multiplying the peak learning rate at update ``t`` (``T`` = ``total_steps``,
+    ``W`` = ``warmup_steps``):
+
+    - ``constant``: ``f = 1`` after the warm-up;
+    - ``cosine``: ``f = (1 + cos(pi (t - W) / (T - W))) / 2`` (Loshchilov & Hutter 2017, SGDR, without
+      restarts);
+    - ``step``: ``f = gamma ** (number of milestones <= t)``; ``milestones`` are update indices, by
+      default half and three quarters of training (He et al. 2016 divide the CIFAR learning rate by 10
+      at 32k and 48k of 64k iterations);
+    - ``onecycle``: the 1cycle policy (Smith & Topin 2019): a linear ramp from ``1 / div_factor`` to 1
+      over the warm-up (30 % of training when ``warmup_steps`` is 0), then a cosine from 1 down to
+      ``1 / (div_factor * final_div_factor)`` at the last update, as ``torch.optim.lr_scheduler.OneCycleLR``.
+
+    For the other schedules the warm-up ramps linearly, ``f = (t + 1) / (W + 1)`` for ``t < W``.
+    """
     if name not in SCHEDULERS:
         raise ValueError(f"scheduler must be one of {', '.join(SCHEDULERS)}; got {name!r}")
+    if not 0.0 < gamma <= 1.0:
+        raise ValueError(f"gamma must be in (0, 1]; got {gamma}")
+    if div_factor < 1.0 or final_div_factor < 1.0:
+        raise ValueError(
+            f"div_factor and final_div_factor must be >= 1; got {div_factor}, {final_div_factor}"
+        )
     total_steps = max(1, total_steps)
     warmup_steps = min(max(0, warmup_steps), total_steps - 1)
+    if name == "step":
+        steps = sorted(milestones) if milestones else [total_steps // 2, (3 * total_steps) // 4]
+        if any(m < 0 for m in steps):
+            raise ValueError(f"milestones must be >= 0 update indices; got {tuple(milestones or ())}")
+    if name == "onecycle":
+        peak = warmup_steps if warmup_steps > 0 else max(0, round(0.3 * total_steps) - 1)
+        low, final = 1.0 / div_factor, 1.0 / (div_factor * final_div_factor)
 
     def factor(step: int) -> float:
+        if name == "onecycle":
+            if step < peak:
+                return low + (1.0 - low) * step / peak
+            progress = min(1.0, (step - peak) / max(1, total_steps - 1 - peak))
+            return final + (1.0 - final) * 0.5 * (1.0 + math.cos(math.pi * progress))
         if step < warmup_steps:
             return (step + 1) / (warmup_steps + 1)
         if name == "constant":
             return 1.0
+        if name == "step":
+            return gamma ** sum(step >= m for m in steps)
         progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
         return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 

@@ -1,0 +1,89 @@
+"""Where a run's numbers go: ``metrics.jsonl`` and ``metrics.csv`` always, TensorBoard on request."""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from nnatlas.engine.runs import append_jsonl, atomic_write_bytes, read_jsonl
+
+log = logging.getLogger(__name__)
+
+
+def tensorboard_available() -> bool:
+    try:
+        from torch.utils.tensorboard import SummaryWriter  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def write_csv(path: str | Path, records: Sequence[Mapping[str, Any]]) -> None:
+    """All ``records`` as a CSV table (columns in order of first appearance), written atomically."""
+    columns: list[str] = []
+    for r in records:
+        columns += [k for k in r if k not in columns]
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    for r in records:
+        writer.writerow({k: r.get(k, "") for k in columns})
+    atomic_write_bytes(path, buf.getvalue().encode())
+
+
+class MetricsLogger:
+    """Writes one row per epoch to ``metrics.jsonl`` and ``metrics.csv`` in ``run_dir``, and, with
+    ``tensorboard=True``, per-update scalars and per-epoch rows to TensorBoard event files in
+    ``run_dir/tensorboard``."""
+
+    def __init__(self, run_dir: str | Path, *, tensorboard: bool = False) -> None:
+        self.run_dir = Path(run_dir)
+        self.jsonl = self.run_dir / "metrics.jsonl"
+        self.csv = self.run_dir / "metrics.csv"
+        self.writer = None
+        if tensorboard:
+            if not tensorboard_available():
+                raise ValueError("tensorboard logging needs the tensorboard package: pip install tensorboard")
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(log_dir=str(self.run_dir / "tensorboard"))
+
+    def restore(self, before_epoch: int) -> list[dict[str, Any]]:
+        """Rows of the epochs before ``before_epoch``; later rows (written after the checkpoint being
+        resumed from) are dropped from both files, so a resumed run never repeats an epoch's row."""
+        rows = read_jsonl(self.jsonl) if self.jsonl.exists() else []
+        rows = [r for r in rows if r.get("epoch", 0) < before_epoch]
+        atomic_write_bytes(self.jsonl, "".join(_json_line(r) for r in rows).encode())
+        if rows:
+            write_csv(self.csv, rows)
+        else:
+            self.csv.unlink(missing_ok=True)
+        return rows
+
+    def log_step(self, step: int, values: Mapping[str, float]) -> None:
+        if self.writer is not None:
+            for k, v in values.items():
+                self.writer.add_scalar(f"train/{k}", v, step)
+
+    def log_epoch(self, record: Mapping[str, Any], history: Sequence[Mapping[str, Any]]) -> None:
+        append_jsonl(self.jsonl, record)
+        write_csv(self.csv, history)
+        if self.writer is not None:
+            for k, v in record.items():
+                if k != "epoch" and isinstance(v, (int, float)):
+                    self.writer.add_scalar(f"epoch/{k}", v, record["epoch"])
+            self.writer.flush()
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+def _json_line(record: Mapping[str, Any]) -> str:
+    import json
+
+    return json.dumps(dict(record), default=float) + "\n"
