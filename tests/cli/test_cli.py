@@ -10,18 +10,7 @@ import torch
 from nnatlas.analysis import count_parameters
 from nnatlas.data import DATASETS
 from nnatlas.models import create_model, list_models
-
-
-def run(exe, *args, cwd=None, timeout=600):
-    return subprocess.run([*exe, *args], capture_output=True, text=True, cwd=cwd, timeout=timeout)
-
-
-def assert_usage_error(proc):
-    assert proc.returncode == 2, proc.stderr
-    lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, proc.stderr
-    assert "Traceback" not in proc.stderr + proc.stdout
-    return lines[0]
+from tests.cli.helpers import assert_usage_error, run
 
 
 def test_version(nnatlas_exe):

@@ -12,10 +12,7 @@ import torchvision
 from nnatlas.analysis import count_parameters
 from nnatlas.cli.main import main
 from nnatlas.models import create_model, list_models
-
-
-def run(exe, *args, cwd=None):
-    return subprocess.run([*exe, *args], capture_output=True, text=True, cwd=cwd, timeout=600)
+from tests.cli.helpers import assert_usage_error, run
 
 
 def call(capsys, *args):
@@ -23,13 +20,6 @@ def call(capsys, *args):
     code = main(list(args))
     out = capsys.readouterr()
     return subprocess.CompletedProcess(args, code, out.out, out.err)
-
-
-def assert_usage_error(proc):
-    assert proc.returncode == 2, proc.stderr
-    lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and "Traceback" not in proc.stderr + proc.stdout, proc.stderr
-    return lines[0]
 
 
 def test_json_has_the_documented_keys_and_torchvision_numbers(nnatlas_exe):

@@ -1,22 +1,11 @@
 """`nnatlas train seq2seq` and `nnatlas attention` through the real console script."""
 
 import json
-import subprocess
 
 import matplotlib.image
 import pytest
 
-
-def run(exe, *args, cwd=None, timeout=600):
-    return subprocess.run([*exe, *args], capture_output=True, text=True, cwd=cwd, timeout=timeout)
-
-
-def assert_usage_error(proc):
-    assert proc.returncode == 2, proc.stderr
-    lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, proc.stderr
-    assert "Traceback" not in proc.stderr + proc.stdout
-    return lines[0]
+from tests.cli.helpers import assert_usage_error, run
 
 
 def test_train_seq2seq_then_draw_attention(nnatlas_exe, tmp_path):

@@ -9,7 +9,8 @@ import time
 import pytest
 
 from nnatlas.engine import TIME_FIELDS
-from tests.cli.test_cli import assert_usage_error
+from tests.cli.helpers import assert_usage_error
+from tests.cli.helpers import run as run_cli
 
 # One thread per process: on a shared 2-core machine OpenMP threads spinning against each other make a
 # small model's steps ten times slower, and the comparison below needs the same thread count anyway.
@@ -17,7 +18,7 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
 def run(exe, *args, cwd=None, timeout=600):
-    return subprocess.run([*exe, *args], capture_output=True, text=True, cwd=cwd, timeout=timeout, env=ENV)
+    return run_cli(exe, *args, cwd=cwd, timeout=timeout, env=ENV)
 
 
 ARGS = ["train", "--epochs", "4", "--deterministic", "--device", "cpu", "--quiet", "--seed", "1"]

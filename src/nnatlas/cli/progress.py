@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -102,3 +103,15 @@ class NullProgress:
 
     def end_epoch(self, record: dict[str, Any]) -> None:
         return None
+
+
+def finish_run(run_dir: Path, *, title: str, wall: float, keys: tuple[str, ...]) -> None:
+    """Draw ``curves.png`` from the run's ``metrics.jsonl`` and print one line with the last epoch's ``keys``."""
+    from nnatlas.engine import read_jsonl
+    from nnatlas.viz import plot_curves
+
+    records = read_jsonl(run_dir / "metrics.jsonl")
+    plot_curves(records, run_dir / "curves.png", title=title)
+    last = records[-1]
+    values = ", ".join(f"{k} {last.get(k, float('nan')):.4f}" for k in keys)
+    Console().print(f"done in {wall:.1f} s: {values}; run saved in {run_dir}", soft_wrap=True)

@@ -148,10 +148,9 @@ def run_train(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from nnatlas.analysis import count_parameters
-    from nnatlas.cli.progress import NullProgress, RichProgress
+    from nnatlas.cli.progress import NullProgress, RichProgress, finish_run
     from nnatlas.data import PAD_ID, pad_collate
-    from nnatlas.engine import Seq2SeqTask, Trainer, read_jsonl
-    from nnatlas.viz import plot_curves
+    from nnatlas.engine import Seq2SeqTask, Trainer
 
     config, train, val, model, run_dir = (parts[k] for k in ("config", "train", "val", "model", "run_dir"))
     console = Console(stderr=True, quiet=args.quiet)
@@ -192,13 +191,11 @@ def run_train(args: argparse.Namespace) -> int:
         )
         trainer.fit()
     wall = time.perf_counter() - t0
-    records = read_jsonl(run_dir / "metrics.jsonl")
-    plot_curves(records, run_dir / "curves.png", title=f"{args.model} on {args.seq_task}")
-    last = records[-1]
-    Console().print(
-        f"done in {wall:.1f} s: val_exact_acc {last['val_exact_acc']:.4f}, "
-        f"val_token_acc {last['val_token_acc']:.4f}, val_loss {last['val_loss']:.4f}; run saved in {run_dir}",
-        soft_wrap=True,
+    finish_run(
+        run_dir,
+        title=f"{args.model} on {args.seq_task}",
+        wall=wall,
+        keys=("val_exact_acc", "val_token_acc", "val_loss"),
     )
     return 0
 

@@ -271,10 +271,9 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from nnatlas.analysis import count_parameters
-    from nnatlas.cli.progress import NullProgress, RichProgress
-    from nnatlas.engine import ClassificationTask, Trainer, TrainingInterrupted, read_jsonl
+    from nnatlas.cli.progress import NullProgress, RichProgress, finish_run
+    from nnatlas.engine import ClassificationTask, Trainer, TrainingInterrupted
     from nnatlas.engine.distributed import destroy_distributed, dist_info
-    from nnatlas.viz import plot_curves
 
     config, data, model, run_dir = parts["config"], parts["data"], parts["model"], parts["run_dir"]
     args = parts["args"]
@@ -324,12 +323,5 @@ def run(args: argparse.Namespace) -> int:
     if not world.is_main:
         return 0
     wall = time.perf_counter() - t0
-    records = read_jsonl(run_dir / "metrics.jsonl")
-    plot_curves(records, run_dir / "curves.png", title=f"{args.model} on {data.name}")
-    last = records[-1]
-    Console().print(
-        f"done in {wall:.1f} s: val_acc {last.get('val_acc', float('nan')):.4f}, "
-        f"val_loss {last.get('val_loss', float('nan')):.4f}; run saved in {run_dir}",
-        soft_wrap=True,
-    )
+    finish_run(run_dir, title=f"{args.model} on {data.name}", wall=wall, keys=("val_acc", "val_loss"))
     return 0
