@@ -19,6 +19,7 @@ from nnatlas.analysis import conv_output_size, conv_transpose_output_size
 from nnatlas.layers import (
     ConvNormAct,
     DepthwiseSeparableConv2d,
+    bilinear_upsampling_kernel,
     conv2d,
     conv_transpose2d,
     dilated_conv2d,
@@ -247,6 +248,25 @@ def test_bilinear_upsampling_matches_interpolate_away_from_the_border(factor):
     assert out.shape == reference.shape == (2, 3, 7 * factor, 6 * factor)
     inner = (..., slice(factor, -factor), slice(factor, -factor))
     torch.testing.assert_close(out[inner], reference[inner])
+
+
+@pytest.mark.parametrize("factor", [1, 2, 3, 4, 5])
+def test_bilinear_kernel_centre_rule_is_fcns(factor):
+    # FCN's surgery.upsample_filt(size): factor = (size + 1) // 2, centre = factor - 1 for an odd size and
+    # factor - 0.5 for an even one. An odd factor gives an odd kernel with one peak of 1 at f - 1; an even
+    # factor an even kernel with two equal peaks (1 - 0.5 / f)^2 at f - 1 and f.
+    w = bilinear_upsampling_kernel(factor)
+    size = 2 * factor - factor % 2
+    assert w.shape == (size, size)
+    centre = factor - 1 if size % 2 == 1 else factor - 0.5
+    taps = 1 - (torch.arange(size, dtype=torch.float64) - centre).abs() / ((size + 1) // 2)
+    torch.testing.assert_close(w, torch.outer(taps, taps).float())
+    peaks = (w == w.max()).nonzero().tolist()
+    if factor % 2:
+        assert peaks == [[factor - 1, factor - 1]] and w.max() == 1
+    else:
+        assert peaks == [[i, j] for i in (factor - 1, factor) for j in (factor - 1, factor)]
+        torch.testing.assert_close(w.max(), torch.tensor((1 - 0.5 / factor) ** 2))
 
 
 # --- depthwise-separable -----------------------------------------------------------------------------

@@ -40,7 +40,9 @@ from nnatlas.layers.inception import (
     InceptionE,
     InceptionV1,
     InceptionV1Aux,
+    InceptionV2,
     InceptionV3Aux,
+    no_norm,
 )
 from nnatlas.layers.resnet import BasicBlock, Bottleneck, PadShortcut, conv1x1, conv3x3
 from nnatlas.layers.transformer import (
@@ -74,6 +76,7 @@ __all__ = [
     "InceptionE",
     "InceptionV1",
     "InceptionV1Aux",
+    "InceptionV2",
     "InceptionV3Aux",
     "KVCache",
     "LearnedPositionalEncoding",
@@ -98,6 +101,7 @@ __all__ = [
     "effective_kernel_size",
     "get_activation",
     "grouped_conv2d",
+    "no_norm",
     "padding_mask",
     "record_attention",
     "same_padding",

@@ -254,8 +254,9 @@ def conv_transpose2d(
 def bilinear_upsampling_kernel(factor: int) -> torch.Tensor:
     """The ``(2f - f mod 2) x (2f - f mod 2)`` bilinear interpolation kernel of FCN (Long et al. 2015).
 
-    ``w[i, j] = (1 - |i - c| / f)(1 - |j - c| / f)`` with centre ``c = f - 1`` (even ``f``) or ``f - 0.5``
-    (odd ``f``).
+    ``w[i, j] = (1 - |i - c| / f)(1 - |j - c| / f)`` with centre ``c = f - 1`` for odd ``f`` (an odd kernel
+    of ``2f - 1`` taps, one peak of 1 at ``i = f - 1``) and ``c = f - 0.5`` for even ``f`` (an even kernel of
+    ``2f`` taps, two equal peaks at ``i = f - 1`` and ``f``), as FCN's ``upsample_filt``.
     """
     if isinstance(factor, bool) or not isinstance(factor, int) or factor < 1:
         raise ValueError(f"factor must be an int >= 1; got factor={factor!r}")

@@ -1,4 +1,4 @@
-"""Inception modules: GoogLeNet's (Inception-v1) and Inception-v3's, with their auxiliary heads.
+"""Inception modules: GoogLeNet's (Inception-v1), BN-Inception's (Inception-v2) and Inception-v3's.
 
 An Inception module runs parallel branches on the same input and concatenates their outputs along the
 channels: ``y = concat(b_1(x), ..., b_k(x))``, so ``C_out = sum_i C_i`` and every branch keeps (or, in the
@@ -6,6 +6,10 @@ grid-size reduction modules, halves) the spatial size.
 
 - Szegedy et al., "Going Deeper with Convolutions" (CVPR 2015), figure 2(b): 1x1, 1x1 -> 3x3, 1x1 -> 5x5 and
   3x3 max pool -> 1x1 branches; the 1x1 "reductions" keep the 3x3 and 5x5 convolutions cheap.
+- Ioffe & Szegedy, "Batch Normalization: Accelerating Deep Network Training by Reducing Internal Covariate
+  Shift" (ICML 2015), appendix figure 5 (BN-Inception): the 5x5 branch becomes two stacked 3x3, batch norm
+  after every convolution, and grid reduction inside the modules (stride-2 branches and a pass-through
+  max pool) instead of pooling between them.
 - Szegedy et al., "Rethinking the Inception Architecture for Computer Vision" (CVPR 2016): factorized
   convolutions (figures 5, 6, 7) and grid-size reduction by parallel stride-2 branches (figure 10).
 
@@ -20,8 +24,10 @@ class                idea (paper figure)                          often also cal
 ``InceptionB``/``D`` grid-size reduction (figure 10)              Reduction-A / Reduction-B
 ===================  ==========================================  =================================
 
-Every class keeps torchvision's attribute names (``branch1x1``, ``branch5x5_1``, ``branch3x3dbl_2``, ...,
-and :class:`BasicConv2d` with ``conv`` / ``bn``), so that torchvision's ``state_dict`` loads unchanged.
+Every class with a torchvision counterpart keeps its attribute names (``branch1x1``, ``branch5x5_1``,
+``branch3x3dbl_2``, ..., and :class:`BasicConv2d` with ``conv`` / ``bn``), so that torchvision's
+``state_dict`` loads unchanged; :class:`InceptionV2` (BN-Inception, not in torchvision) names its branches
+as :class:`InceptionV1` does.
 """
 
 from __future__ import annotations
@@ -42,7 +48,10 @@ class BasicConv2d(nn.Module):
     """Convolution without bias, batch norm (``eps = 0.001``, as in the TensorFlow originals), ReLU.
 
     ``(B, in_channels, H, W) -> (B, out_channels, H', W')`` with ``H'`` given by the convolution arguments
-    (``kernel_size``, ``stride``, ``padding``, ... are passed on to ``nn.Conv2d``).
+    (``kernel_size``, ``stride``, ``padding``, ... are passed on to ``nn.Conv2d``). A bias before batch
+    norm would be cancelled by its mean subtraction (Ioffe & Szegedy 2015, section 3.2), hence
+    ``bias=False``; the pre-batch-norm networks (GoogLeNet as published) use ``norm_layer=no_norm`` and
+    ``bias=True``: ``relu(conv(x) + b)``.
     """
 
     def __init__(
@@ -51,15 +60,21 @@ class BasicConv2d(nn.Module):
         out_channels: int,
         *,
         norm_layer: NormLayer | None = None,
+        bias: bool = False,
         **conv_kwargs: Any,
     ) -> None:
         super().__init__()
         norm_layer = norm_layer or partial(nn.BatchNorm2d, eps=0.001)
-        self.conv = nn.Conv2d(in_channels, out_channels, bias=False, **conv_kwargs)
+        self.conv = nn.Conv2d(in_channels, out_channels, bias=bias, **conv_kwargs)
         self.bn = norm_layer(out_channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.relu(self.bn(self.conv(x)), inplace=True)
+
+
+def no_norm(channels: int) -> nn.Module:
+    """``norm_layer`` that normalises nothing (``nn.Identity``): convolutions of the pre-batch-norm papers."""
+    return nn.Identity()
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -120,13 +135,34 @@ class InceptionV1(nn.Module):
         return torch.cat(outputs, 1)  # (B, ch1x1 + ch3x3 + ch5x5 + pool_proj, H, W)
 
 
+def check_aux_grid(x: torch.Tensor) -> torch.Tensor:
+    """``x`` unchanged if the paper's 5x5/3 pooling left the 4x4 grid the classifier expects, else ValueError.
+
+    A plain function (registered with ``torch.fx.wrap``) so that ``torch.fx`` tracing keeps it as one call.
+    """
+    h, w = int(x.shape[-2]), int(x.shape[-1])
+    if (h, w) != (4, 4):
+        raise ValueError(
+            "the paper's auxiliary classifier pools a 14x14 to 16x16 map (a 224x224 input) to 4x4 with 5x5/3 "
+            f"average pooling; its input gave {h}x{w} (train other sizes without auxiliary classifiers)"
+        )
+    return x
+
+
+torch.fx.wrap("check_aux_grid")
+
+
 class InceptionV1Aux(nn.Module):
     """GoogLeNet's auxiliary classifier (Szegedy et al. 2015, section 5), attached after 4a and 4d.
 
-    ``(B, in_channels, H, W) -> (B, num_classes)``: 4x4 average pooling (adaptive, torchvision's choice;
-    the paper uses 5x5 pooling of stride 3 on the 14x14 map), a 1x1 convolution to 128 channels, a
-    1024-unit fully connected layer with ReLU, dropout 0.7 and the classifier. During training its
-    cross-entropy is added to the main loss with weight 0.3; at inference the head is discarded.
+    ``(B, in_channels, H, W) -> (B, num_classes)``: average pooling to 4x4, a 1x1 convolution to 128
+    channels, a 1024-unit fully connected layer with ReLU, dropout 0.7 and the classifier. During training
+    its cross-entropy is added to the main loss with weight 0.3; at inference the head is discarded.
+
+    The pooling is adaptive (torchvision's choice: any ``H, W``) unless ``paper_pool=True``: the paper's
+    5x5 average pooling of stride 3, which turns the 14x14 map of a 224x224 input into 4x4 and accepts
+    only 14x14 to 16x16 maps. The two differ even at 14x14 (adaptive windows of 4 start at 0, 3, 7, 10;
+    the paper's windows of 5 at 0, 3, 6, 9).
     """
 
     def __init__(
@@ -136,18 +172,104 @@ class InceptionV1Aux(nn.Module):
         *,
         dropout: float = 0.7,
         conv_layer: ConvLayer = BasicConv2d,
+        paper_pool: bool = False,
     ) -> None:
         super().__init__()
+        self.paper_pool = paper_pool
         self.conv = conv_layer(in_channels, 128, kernel_size=1)
         self.fc1 = nn.Linear(128 * 4 * 4, 1024)
         self.fc2 = nn.Linear(1024, num_classes)
         self.dropout = nn.Dropout(p=dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.adaptive_avg_pool2d(x, (4, 4))  # (B, C, 4, 4)
+        if self.paper_pool:
+            x = check_aux_grid(F.avg_pool2d(x, kernel_size=5, stride=3))  # (B, C, 4, 4) from 14x14
+        else:
+            x = F.adaptive_avg_pool2d(x, (4, 4))  # (B, C, 4, 4)
         x = torch.flatten(self.conv(x), 1)  # (B, 2048)
         x = self.dropout(F.relu(self.fc1(x), inplace=True))  # (B, 1024)
         return self.fc2(x)  # (B, num_classes)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Inception-v2 (BN-Inception)
+# ----------------------------------------------------------------------------------------------------
+
+
+class InceptionV2(nn.Module):
+    """The Inception module of BN-Inception (Ioffe & Szegedy 2015, appendix figure 5).
+
+    GoogLeNet's module with the 5x5 branch replaced by two stacked 3x3 convolutions (the same 5x5 window,
+    ``18 C^2`` instead of ``25 C^2`` weights, one more ReLU) and batch norm after every convolution.
+    ``(B, in_channels, H, W) -> (B, out_channels, H', W')``::
+
+        branch1: 1x1                                       -> ch1x1       (none if ch1x1 = 0)
+        branch2: 1x1 (ch3x3red) -> 3x3 /s                   -> ch3x3
+        branch3: 1x1 (dbl3x3red) -> 3x3 -> 3x3 /s           -> dbl3x3
+        branch4: 3x3 avg or max pool /s [-> 1x1 pool_proj]  -> pool_proj, or in_channels if pool_proj = 0
+
+    With ``stride=1`` the grid is kept: ``out_channels = ch1x1 + ch3x3 + dbl3x3 + pool_proj``. With
+    ``stride=2`` (modules 3c and 4e: the paper's "stride 2 ... max + pass through" rows) the last
+    convolution of branches 2 and 3 and a max pool have stride 2, the pool output passes through
+    unprojected (``pool_proj = 0``) and ``H' = ceil(H / 2)`` for every ``H``: the pool is padded by 1 like
+    the stride-2 convolutions, so that all branches see windows with the same centres.
+
+    Args:
+        in_channels: channels of the input.
+        ch1x1, ch3x3red, ch3x3, dbl3x3red, dbl3x3, pool_proj: the columns "#1x1", "#3x3 reduce", "#3x3",
+            "double #3x3 reduce", "double #3x3" and "pool + proj" of figure 5 (0: no 1x1 branch, and a
+            pass-through pool).
+        pool: ``"avg"`` or ``"max"`` pooling in branch 4.
+        stride: 1, or 2 for a grid-size reduction module.
+        conv_layer: convolution + normalisation + activation (default :class:`BasicConv2d`).
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        ch1x1: int,
+        ch3x3red: int,
+        ch3x3: int,
+        dbl3x3red: int,
+        dbl3x3: int,
+        pool_proj: int,
+        *,
+        pool: str = "avg",
+        stride: int = 1,
+        conv_layer: ConvLayer = BasicConv2d,
+    ) -> None:
+        super().__init__()
+        if pool not in ("avg", "max"):
+            raise ValueError(f"pool must be 'avg' or 'max'; got {pool!r}")
+        if stride not in (1, 2):
+            raise ValueError(f"stride must be 1 or 2; got {stride!r}")
+        for name, value in {"ch1x1": ch1x1, "pool_proj": pool_proj}.items():
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ValueError(f"{name} must be an int >= 0 (0: no such layer); got {value!r}")
+        self.out_channels = ch1x1 + ch3x3 + dbl3x3 + (pool_proj or in_channels)
+        self.branch1 = conv_layer(in_channels, ch1x1, kernel_size=1, stride=stride) if ch1x1 else None
+        self.branch2 = nn.Sequential(
+            conv_layer(in_channels, ch3x3red, kernel_size=1),
+            conv_layer(ch3x3red, ch3x3, kernel_size=3, stride=stride, padding=1),
+        )
+        self.branch3 = nn.Sequential(
+            conv_layer(in_channels, dbl3x3red, kernel_size=1),
+            conv_layer(dbl3x3red, dbl3x3, kernel_size=3, padding=1),
+            conv_layer(dbl3x3, dbl3x3, kernel_size=3, stride=stride, padding=1),
+        )
+        pool_cls = nn.AvgPool2d if pool == "avg" else nn.MaxPool2d
+        pooling = pool_cls(kernel_size=3, stride=stride, padding=1)
+        self.branch4 = (
+            nn.Sequential(pooling, conv_layer(in_channels, pool_proj, kernel_size=1))
+            if pool_proj
+            else pooling
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        outputs = [self.branch2(x), self.branch3(x), self.branch4(x)]
+        if self.branch1 is not None:
+            outputs.insert(0, self.branch1(x))
+        return torch.cat(outputs, 1)  # (B, out_channels, H', W')
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -223,7 +345,8 @@ class InceptionC(nn.Module):
         branch_pool:                 3x3 avg pool -> 1x1                         -> 192
 
     A ``1 x n`` followed by an ``n x 1`` convolution covers an ``n x n`` window with ``2n`` instead of
-    ``n^2`` weights per channel pair (33% of the cost for n = 3, 29% for n = 7).
+    ``n^2`` weights per channel pair: 6/9 = 67% of the cost for n = 3 (the paper's "33% cheaper",
+    section 3.2), 14/49 = 29% for n = 7.
     """
 
     def __init__(self, in_channels: int, channels_7x7: int, *, conv_layer: ConvLayer = BasicConv2d) -> None:

@@ -106,7 +106,9 @@ class BasicBlock(nn.Module):
 class Bottleneck(nn.Module):
     """1x1 reduce, 3x3 (carrying stride, groups and dilation, as torchvision's "ResNet v1.5"), 1x1 expand.
 
-    Input ``(B, inplanes, H, W)``, output ``(B, planes * 4, H/stride, W/stride)``.
+    Input ``(B, inplanes, H, W)``, output ``(B, planes * 4, ceil(H/stride), ceil(W/stride))``.
+    ``stride_in_1x1=True`` puts the stride on the first 1x1 instead, as the paper's networks (He et al.
+    2016, "ResNet v1"): the same parameters and ``state_dict`` keys, fewer multiply-adds, another network.
     """
 
     expansion: int = 4
@@ -123,13 +125,15 @@ class Bottleneck(nn.Module):
         norm_layer: NormLayer | None = None,
         *,
         residual: bool = True,
+        stride_in_1x1: bool = False,
     ) -> None:
         super().__init__()
         norm_layer = norm_layer or nn.BatchNorm2d
         width = int(planes * (base_width / 64.0)) * groups
-        self.conv1 = conv1x1(inplanes, width)
+        # conv1 (1x1, no padding) and conv2 (3x3, padding = dilation) both give ceil(H / stride).
+        self.conv1 = conv1x1(inplanes, width, stride if stride_in_1x1 else 1)
         self.bn1 = norm_layer(width)
-        self.conv2 = conv3x3(width, width, stride, groups, dilation)
+        self.conv2 = conv3x3(width, width, 1 if stride_in_1x1 else stride, groups, dilation)
         self.bn2 = norm_layer(width)
         self.conv3 = conv1x1(width, planes * self.expansion)
         self.bn3 = norm_layer(planes * self.expansion)

@@ -4,9 +4,18 @@ table 1 (18, 34, 50, 101 and 152 layers).
 A 7x7/2 convolution and a 3x3/2 max pool (``H -> H/4``), four stages of residual blocks with 64, 128, 256
 and 512 base channels whose first block halves the size (except stage 1), global average pooling and one
 linear layer. ResNet-18/34 use :class:`~nnatlas.layers.BasicBlock` (two 3x3); ResNet-50/101/152 use
-:class:`~nnatlas.layers.Bottleneck` (1x1 reduce, 3x3, 1x1 expand by 4) with the stride on the 3x3
-("ResNet v1.5", as torchvision). Shortcuts are identity, or a strided 1x1 convolution with batch norm where
-the shape changes (option B of the paper). ``(B, C, H, W) -> (B, num_classes)`` for any ``H, W >= 1``.
+:class:`~nnatlas.layers.Bottleneck` (1x1 reduce, 3x3, 1x1 expand by 4). Shortcuts are identity, or a
+strided 1x1 convolution with batch norm where the shape changes (option B of the paper).
+``(B, C, H, W) -> (B, num_classes)`` for any ``H, W >= 1``.
+
+Where the bottleneck halves the grid (first block of stages 2-4), torchvision puts the stride on the 3x3
+convolution ("ResNet v1.5", the default here and the layout of torchvision's weights); the paper's
+networks (its released Caffe models) put it on the first 1x1 ("ResNet v1", ``stride_in_1x1=True``). Both
+have the same parameters and ``state_dict`` keys, but they are different networks: with the stride on the
+1x1, that 1x1 runs on the halved grid (4x fewer MACs) and the 3x3 sees only every other pixel of the
+block's input, all of which v1.5's 3x3 sees. At 224x224, v1 has the multiply-adds of the paper's table 1
+(3.8, 7.6 and 11.3 x 10^9 for ResNet-50/101/152: 3.86G, 7.57G, 11.28G here; v1.5: 4.09G, 7.80G, 11.51G,
+``3 * 77,070,336`` more in each).
 
 ``replace_stride_with_dilation=(False, True, True)`` turns the stride of stages 3 and 4 into a dilation of
 2 and 4, so ``forward_features`` keeps an output stride of 8 instead of 32 with the same receptive field
@@ -49,6 +58,8 @@ class ResNet(nn.Module):
         groups, width_per_group: grouped 3x3 convolutions of the bottleneck (ResNeXt-style widths).
         replace_stride_with_dilation: for stages 2, 3 and 4, replace the stride 2 by a dilation.
         norm_layer: normalisation class (default ``nn.BatchNorm2d``).
+        stride_in_1x1: the paper's bottleneck ("v1", stride on the first 1x1) instead of torchvision's
+            ("v1.5", stride on the 3x3); bottleneck networks only.
     """
 
     min_size = 1
@@ -65,10 +76,17 @@ class ResNet(nn.Module):
         width_per_group: int = 64,
         replace_stride_with_dilation: Sequence[bool] | None = None,
         norm_layer: Callable[[int], nn.Module] | None = None,
+        stride_in_1x1: bool = False,
     ) -> None:
         super().__init__()
         if block not in (BasicBlock, Bottleneck):
             raise TypeError(f"block must be BasicBlock or Bottleneck; got {block!r}")
+        if stride_in_1x1 and block is not Bottleneck:
+            raise ValueError(
+                "stride_in_1x1=True moves the stride of a Bottleneck block (ResNet-50/101/152); "
+                f"got block={block.__name__}"
+            )
+        self.stride_in_1x1 = stride_in_1x1
         if len(layers) != 4:
             raise ValueError(f"layers must give the blocks of 4 stages; got {layers!r}")
         for i, n in enumerate(layers):
@@ -114,6 +132,9 @@ class ResNet(nn.Module):
                 elif isinstance(m, BasicBlock) and m.bn2.weight is not None:
                     nn.init.zeros_(m.bn2.weight)
 
+    def _block_kwargs(self, block: Block) -> dict:
+        return {"stride_in_1x1": True} if self.stride_in_1x1 and block is Bottleneck else {}
+
     def _make_layer(
         self, block: Block, planes: int, blocks: int, stride: int = 1, dilate: bool = False
     ) -> nn.Sequential:
@@ -138,6 +159,7 @@ class ResNet(nn.Module):
                 self.base_width,
                 previous_dilation,
                 norm_layer,
+                **self._block_kwargs(block),
             )
         ]
         self.inplanes = planes * block.expansion
@@ -183,6 +205,11 @@ def _resnet(
     w = resolve_torchvision_weights(arch, weights)
     if w is not None:
         check_pretrained_arguments(arch, w, num_classes=num_classes, in_channels=in_channels)
+        if kwargs.get("stride_in_1x1"):
+            raise ValueError(
+                f"weights={weights!r} were trained with the stride on the 3x3 convolution (v1.5); got "
+                "stride_in_1x1=True, a different network (load the state_dict yourself to fine-tune it)"
+            )
     model = ResNet(block, layers, num_classes=num_classes, in_channels=in_channels, **kwargs)
     if w is not None:
         load_torchvision_weights(model, w, progress=progress)
@@ -206,18 +233,30 @@ def resnet34(*, weights: str | None = None, progress: bool = True, **kwargs) -> 
 
 
 @register_model(**_REG)
-def resnet50(*, weights: str | None = None, progress: bool = True, **kwargs) -> ResNet:
-    """ResNet-50 (He et al. 2016): bottleneck blocks (3, 4, 6, 3)."""
-    return _resnet("resnet50", Bottleneck, (3, 4, 6, 3), weights, progress, **kwargs)
+def resnet50(
+    *, weights: str | None = None, progress: bool = True, stride_in_1x1: bool = False, **kwargs
+) -> ResNet:
+    """ResNet-50 (He et al. 2016): bottleneck blocks (3, 4, 6, 3); ``stride_in_1x1=True``: the paper's v1."""
+    return _resnet(
+        "resnet50", Bottleneck, (3, 4, 6, 3), weights, progress, stride_in_1x1=stride_in_1x1, **kwargs
+    )
 
 
 @register_model(**_REG)
-def resnet101(*, weights: str | None = None, progress: bool = True, **kwargs) -> ResNet:
-    """ResNet-101 (He et al. 2016): bottleneck blocks (3, 4, 23, 3)."""
-    return _resnet("resnet101", Bottleneck, (3, 4, 23, 3), weights, progress, **kwargs)
+def resnet101(
+    *, weights: str | None = None, progress: bool = True, stride_in_1x1: bool = False, **kwargs
+) -> ResNet:
+    """ResNet-101 (He et al. 2016): bottleneck blocks (3, 4, 23, 3); ``stride_in_1x1=True``: the paper's v1."""
+    return _resnet(
+        "resnet101", Bottleneck, (3, 4, 23, 3), weights, progress, stride_in_1x1=stride_in_1x1, **kwargs
+    )
 
 
 @register_model(**_REG)
-def resnet152(*, weights: str | None = None, progress: bool = True, **kwargs) -> ResNet:
-    """ResNet-152 (He et al. 2016): bottleneck blocks (3, 8, 36, 3)."""
-    return _resnet("resnet152", Bottleneck, (3, 8, 36, 3), weights, progress, **kwargs)
+def resnet152(
+    *, weights: str | None = None, progress: bool = True, stride_in_1x1: bool = False, **kwargs
+) -> ResNet:
+    """ResNet-152 (He et al. 2016): bottleneck blocks (3, 8, 36, 3); ``stride_in_1x1=True``: the paper's v1."""
+    return _resnet(
+        "resnet152", Bottleneck, (3, 8, 36, 3), weights, progress, stride_in_1x1=stride_in_1x1, **kwargs
+    )
