@@ -4,3 +4,9 @@ OPTIMIZERS = ("adamw", "sgd")
 SCHEDULERS = ("cosine", "constant", "step", "onecycle")
 AMP_MODES = ("none", "bf16", "fp16")
 AUGMENT_PRESETS = ("none", "basic", "strong")
+ON_BAD_IMAGE = ("error", "skip")
+#: Registered data sets by task, for help texts that must not import torch (a test keeps them equal to
+#: nnatlas.data.list_datasets).
+EMBEDDED_IMAGE_DATA = ("digits", "shapes")
+FILE_IMAGE_DATA = ("mnist", "fashion_mnist", "cifar10", "cifar100", "imagefolder")
+SEQUENCE_DATA = ("copy", "reverse", "sort", "add")

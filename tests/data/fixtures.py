@@ -63,3 +63,31 @@ def write_image_folder(root: Path, classes=("cat", "dog"), per_class: int = 3, s
                 pixels = rng.integers(0, 256, size=(size[1], size[0], 3), dtype=np.uint8)
                 Image.fromarray(pixels).save(d / f"{i}.png")
     return root
+
+
+def write_cifar_batch(path: Path, data, labels, *, label_key: str = "labels", **extra) -> None:
+    """One CIFAR batch: a pickled dict with ``data`` and the labels under ``label_key``."""
+    entry = {"batch_label": path.name, "data": data, label_key: labels, **extra}
+    path.write_bytes(pickle.dumps(entry, protocol=2))
+
+
+def write_cifar100(root: Path, per_split: int = 6, seed: int = 0):
+    """``root/cifar-100-python/{train,test,meta}`` as published: ``fine_labels`` (100 classes),
+    ``coarse_labels`` (20 superclasses), and their names in ``meta``."""
+    rng = np.random.default_rng(seed)
+    folder = root / "cifar-100-python"
+    folder.mkdir(parents=True)
+    for name in ("train", "test"):
+        write_cifar_batch(
+            folder / name,
+            rng.integers(0, 256, size=(per_split, 3072), dtype=np.uint8),
+            rng.integers(0, 100, size=per_split).tolist(),
+            label_key="fine_labels",
+            coarse_labels=rng.integers(0, 20, size=per_split).tolist(),
+        )
+    meta = {
+        "fine_label_names": [f"fine{i}" for i in range(100)],
+        "coarse_label_names": [f"coarse{i}" for i in range(20)],
+    }
+    (folder / "meta").write_bytes(pickle.dumps(meta, protocol=2))
+    return folder

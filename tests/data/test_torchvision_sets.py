@@ -107,7 +107,7 @@ def test_presets():
     x = torch.rand(3, 32, 32)
     outs = {tuple(torch.nn.Sequential(*strong)(x).flatten()[:50].tolist()) for _ in range(4)}
     assert len(outs) > 1  # random, and shape-preserving
-    with pytest.raises(ValueError, match="augment must be one of none, basic, strong; got 'extreme'"):
+    with pytest.raises(ValueError, match="augment must be one of .*; got 'extreme'"):
         augmentation("extreme", image_size=32)
     digits = load_dataset("digits", augment="basic")
     assert digits.train[0][0].shape == (1, 8, 8)

@@ -1,21 +1,33 @@
-"""Data sets: embedded (digits, shapes, sequence tasks) and real formats through torchvision (MNIST,
-Fashion-MNIST, CIFAR-10/100, image folders), with the augmentation presets of :mod:`nnatlas.data.transforms`.
+"""Data sets: embedded (digits, shapes), generated (the sequence tasks copy, reverse, sort, add) and real
+formats through torchvision (MNIST, Fashion-MNIST, CIFAR-10/100, image folders), with the augmentation
+presets of :mod:`nnatlas.data.transforms`.
 
-:func:`load_dataset` maps a name to a :class:`DataBundle` (train and validation sets with their metadata).
-The file-based sets take ``data_dir`` and ``download``; every set takes ``augment`` (none, basic, strong),
-applied to the training split only.
+Every data set has one name in the registry (:mod:`nnatlas.data.registry`): :func:`list_datasets`,
+:func:`get_dataset_info` and :func:`load_dataset`, which returns a :class:`DataBundle` (images: train and
+validation sets with their metadata) or a :class:`SequenceBundle` (token sequences). The file-based sets
+take ``data_dir`` and ``download``; every image set takes ``augment`` (none, basic, strong), applied to the
+training split only; ``imagefolder`` takes ``on_bad_image`` (error, skip). Files are checked when they are
+read: a corrupt file, a label outside the classes or an unreadable image raises :class:`DataError` (a
+``ValueError``) with one line naming the file and what is wrong.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
-
-from torch.utils.data import Dataset
-
-from nnatlas._suggest import unknown_choice_message
+from nnatlas.data import catalog as _catalog  # noqa: F401  (fills the registry)
 from nnatlas.data.digits import DIGITS_CLASSES, load_digits_split
+from nnatlas.data.registry import (
+    ON_BAD_IMAGE,
+    SHARED_OPTIONS,
+    TASKS,
+    DataBundle,
+    DatasetInfo,
+    DatasetLoaders,
+    SequenceBundle,
+    get_dataset_info,
+    list_datasets,
+    load_dataset,
+    register_dataset,
+)
 from nnatlas.data.sequences import (
     BOS_ID,
     EOS_ID,
@@ -32,6 +44,7 @@ from nnatlas.data.torchvision_sets import (
     CIFAR,
     FASHION_CLASSES,
     DataError,
+    ImageFolder,
     cifar_split,
     image_folder_split,
     mnist_split,
@@ -39,105 +52,11 @@ from nnatlas.data.torchvision_sets import (
 )
 from nnatlas.data.transforms import TransformedDataset, augmentation, build_transform
 
-FILE_DATASETS = ("mnist", "fashion_mnist", "cifar10", "cifar100", "imagefolder")
-
-
-@dataclass
-class DataBundle:
-    """Train and validation sets of one data set, with what a model needs to know about them."""
-
-    name: str
-    task: str
-    train: Dataset
-    val: Dataset
-    num_classes: int
-    in_channels: int
-    image_size: tuple[int, int]
-    classes: tuple[str, ...]
-
-
-def _augmented(train: Dataset, augment: str, size: int, *, flip: bool) -> Dataset:
-    # The embedded sets are tensors already standardised: geometric transforms only, edges replicated.
-    ops = augmentation(augment, image_size=size, flip=flip, padding_mode="edge")
-    if not ops:
-        return train
-    from torchvision.transforms import v2
-
-    return TransformedDataset(train, v2.Compose(ops))
-
-
-def _digits(*, seed: int = 0, augment: str = "none", **_: Any) -> DataBundle:
-    train, val = load_digits_split(seed=seed)
-    train = _augmented(train, augment, 8, flip=False)
-    return DataBundle("digits", "classification", train, val, 10, 1, (8, 8), DIGITS_CLASSES)
-
-
-def _shapes(
-    *,
-    seed: int = 0,
-    size: int = 32,
-    num_train: int = 4000,
-    num_val: int = 1000,
-    augment: str = "none",
-    **_: Any,
-) -> DataBundle:
-    # Train and validation scenes come from different seeds, so they never share a scene.
-    train = _augmented(ShapesDataset(num_train, size=size, seed=2 * seed), augment, size, flip=True)
-    val = ShapesDataset(num_val, size=size, seed=2 * seed + 1)
-    return DataBundle(
-        "shapes", "classification", train, val, len(SHAPE_CLASSES), 3, (size, size), SHAPE_CLASSES
-    )
-
-
-def _mnist(*, data_dir: Any = None, download: bool = False, augment: str = "none", **_: Any) -> DataBundle:
-    train, val = mnist_split(data_dir, download=download, augment=augment)
-    return DataBundle("mnist", "classification", train, val, 10, 1, (28, 28), DIGITS_CLASSES)
-
-
-def _fashion_mnist(
-    *, data_dir: Any = None, download: bool = False, augment: str = "none", **_: Any
-) -> DataBundle:
-    train, val = mnist_split(data_dir, download=download, augment=augment, fashion=True)
-    return DataBundle("fashion_mnist", "classification", train, val, 10, 1, (28, 28), FASHION_CLASSES)
-
-
-def _cifar(hundred: bool) -> Callable[..., DataBundle]:
-    def load(*, data_dir: Any = None, download: bool = False, augment: str = "none", **_: Any) -> DataBundle:
-        train, val = cifar_split(data_dir, download=download, augment=augment, hundred=hundred)
-        name = "cifar100" if hundred else "cifar10"
-        return DataBundle(name, "classification", train, val, len(train.classes), 3, (32, 32), train.classes)
-
-    return load
-
-
-def _imagefolder(
-    *, data_dir: Any = None, augment: str = "none", image_size: int | None = None, **_: Any
-) -> DataBundle:
-    size = image_size or 224
-    train, val = image_folder_split(data_dir, augment=augment, image_size=size)
-    classes = tuple(train.classes)
-    return DataBundle("imagefolder", "classification", train, val, len(classes), 3, (size, size), classes)
-
-
-DATASETS: dict[str, Callable[..., DataBundle]] = {
-    "digits": _digits,
-    "shapes": _shapes,
-    "mnist": _mnist,
-    "fashion_mnist": _fashion_mnist,
-    "cifar10": _cifar(False),
-    "cifar100": _cifar(True),
-    "imagefolder": _imagefolder,
-}
-
-
-def load_dataset(name: str, **kwargs: Any) -> DataBundle:
-    """Load a data set by name; an unknown name raises ``ValueError`` listing the closest names first."""
-    try:
-        loader = DATASETS[name]
-    except KeyError:
-        raise ValueError(unknown_choice_message("data set", name, DATASETS)) from None
-    return loader(**kwargs)
-
+#: Read-only view ``name -> load`` of the classification data sets (``DATASETS[n](**kw)`` is
+#: ``load_dataset(n, **kw)``); :func:`list_datasets` and :func:`get_dataset_info` cover every task.
+DATASETS = DatasetLoaders("classification")
+#: The data sets read from files under ``data_dir``, in the order they were registered.
+FILE_DATASETS = tuple(n for n in DATASETS if get_dataset_info(n).from_files)
 
 __all__ = [
     "BOS_ID",
@@ -150,8 +69,15 @@ __all__ = [
     "PAD_ID",
     "SEQUENCE_TASKS",
     "SHAPE_CLASSES",
+    "ON_BAD_IMAGE",
+    "SHARED_OPTIONS",
+    "TASKS",
     "DataBundle",
     "DataError",
+    "DatasetInfo",
+    "DatasetLoaders",
+    "ImageFolder",
+    "SequenceBundle",
     "Scene",
     "SequenceDataset",
     "ShapesDataset",
@@ -159,13 +85,16 @@ __all__ = [
     "augmentation",
     "build_transform",
     "cifar_split",
+    "get_dataset_info",
     "image_folder_split",
+    "list_datasets",
     "load_dataset",
     "load_digits_split",
     "make_sequence_split",
     "mnist_split",
     "pad_collate",
     "read_cifar_pickle",
+    "register_dataset",
     "render_scene",
     "tokens_to_text",
     "vocab_size",

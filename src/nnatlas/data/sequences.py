@@ -72,8 +72,10 @@ def _sample(
         def number() -> int:
             n = int(rng.integers(min_len, max_len + 1))
             first = int(rng.integers(1, num_symbols)) if n > 1 else int(rng.integers(0, num_symbols))
-            rest = rng.integers(0, num_symbols, size=n - 1).tolist()
-            return int("".join(np.base_repr(d, num_symbols) for d in [first, *rest]), num_symbols)
+            value = first
+            for d in rng.integers(0, num_symbols, size=n - 1).tolist():
+                value = value * num_symbols + d
+            return value
 
         a, b = number(), number()
         return (*_digits(a, num_symbols), plus, *_digits(b, num_symbols)), tuple(_digits(a + b, num_symbols))

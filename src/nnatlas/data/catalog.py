@@ -1,0 +1,202 @@
+"""The registered data sets: one small loader per name, each checking its arguments and returning a bundle.
+
+| name | task | what |
+| --- | --- | --- |
+| ``digits`` | classification | scikit-learn's 8x8 digits, embedded |
+| ``shapes`` | classification | seeded procedural shapes, embedded |
+| ``mnist``, ``fashion_mnist`` | classification | IDX files under ``data_dir`` |
+| ``cifar10``, ``cifar100`` | classification | CIFAR pickles under ``data_dir`` |
+| ``imagefolder`` | classification | ``data_dir/{train,val}/<class>/*`` |
+| ``copy``, ``reverse``, ``sort``, ``add`` | seq2seq | seeded token sequences, generated |
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch.utils.data import Dataset
+
+from nnatlas._validate import InvalidValue, check_int
+from nnatlas.data.digits import DIGITS_CLASSES, load_digits_split
+from nnatlas.data.registry import DataBundle, SequenceBundle, register_dataset
+from nnatlas.data.sequences import SEQUENCE_TASKS, make_sequence_split
+from nnatlas.data.shapes import SHAPE_CLASSES, ShapesDataset
+from nnatlas.data.torchvision_sets import FASHION_CLASSES, cifar_split, image_folder_split, mnist_split
+from nnatlas.data.transforms import TransformedDataset, augmentation
+
+
+def _augmented(train: Dataset, augment: str, size: int, *, flip: bool) -> Dataset:
+    # The embedded sets are tensors already standardised: geometric transforms only, edges replicated.
+    ops = augmentation(augment, image_size=size, flip=flip, padding_mode="edge")
+    if not ops:
+        return train
+    from torchvision.transforms import v2
+
+    return TransformedDataset(train, v2.Compose(ops))
+
+
+def _fixed_size(name: str, image_size: int | None, native: int) -> None:
+    if image_size is not None and image_size != native:
+        raise ValueError(
+            f"image_size: {name} images are {native}x{native} and are not resized; got {image_size} "
+            "(leave it unset)"
+        )
+
+
+# ---------------------------------------------------------------------------- embedded images
+
+
+@register_dataset("digits", task="classification")
+def _digits(*, seed: int = 0, augment: str = "none", image_size: int | None = None) -> DataBundle:
+    """scikit-learn's 1,797 handwritten digits, 8x8 grey, 10 classes (embedded)."""
+    check_int("seed", seed, minimum=0)
+    _fixed_size("digits", image_size, 8)
+    train, val = load_digits_split(seed=seed)
+    train = _augmented(train, augment, 8, flip=False)
+    return DataBundle("digits", "classification", train, val, 10, 1, (8, 8), DIGITS_CLASSES)
+
+
+@register_dataset("shapes", task="classification")
+def _shapes(
+    *,
+    seed: int = 0,
+    image_size: int | None = None,
+    num_train: int = 4000,
+    num_val: int = 1000,
+    augment: str = "none",
+) -> DataBundle:
+    """Seeded circles, squares, triangles and crosses on noisy backgrounds, RGB (embedded, 32x32 default)."""
+    check_int("seed", seed, minimum=0)
+    size = 32 if image_size is None else check_int("image_size", image_size, minimum=8)
+    check_int("num_train", num_train)
+    check_int("num_val", num_val)
+    # Train and validation scenes come from different seeds, so they never share a scene.
+    train = _augmented(ShapesDataset(num_train, size=size, seed=2 * seed), augment, size, flip=True)
+    val = ShapesDataset(num_val, size=size, seed=2 * seed + 1)
+    return DataBundle(
+        "shapes", "classification", train, val, len(SHAPE_CLASSES), 3, (size, size), SHAPE_CLASSES
+    )
+
+
+# ---------------------------------------------------------------------------- images from files
+
+
+@register_dataset("mnist", task="classification", from_files=True)
+def _mnist(
+    *, data_dir: Any = None, download: bool = False, augment: str = "none", image_size: int | None = None
+) -> DataBundle:
+    """MNIST handwritten digits, 28x28 grey, 10 classes (IDX files, LeCun et al. 1998)."""
+    _fixed_size("mnist", image_size, 28)
+    train, val = mnist_split(data_dir, download=download, augment=augment)
+    return DataBundle("mnist", "classification", train, val, 10, 1, (28, 28), DIGITS_CLASSES)
+
+
+@register_dataset("fashion_mnist", task="classification", from_files=True)
+def _fashion_mnist(
+    *, data_dir: Any = None, download: bool = False, augment: str = "none", image_size: int | None = None
+) -> DataBundle:
+    """Fashion-MNIST clothes, 28x28 grey, 10 classes (IDX files, Xiao et al. 2017)."""
+    _fixed_size("fashion_mnist", image_size, 28)
+    train, val = mnist_split(data_dir, download=download, augment=augment, fashion=True)
+    return DataBundle("fashion_mnist", "classification", train, val, 10, 1, (28, 28), FASHION_CLASSES)
+
+
+def _cifar(name: str, hundred: bool, data_dir: Any, download: bool, augment: str, image_size: int | None):
+    _fixed_size(name, image_size, 32)
+    train, val = cifar_split(data_dir, download=download, augment=augment, hundred=hundred)
+    return DataBundle(name, "classification", train, val, len(train.classes), 3, (32, 32), train.classes)
+
+
+@register_dataset("cifar10", task="classification", from_files=True)
+def _cifar10(
+    *, data_dir: Any = None, download: bool = False, augment: str = "none", image_size: int | None = None
+) -> DataBundle:
+    """CIFAR-10, 32x32 RGB, 10 classes (Python pickles, Krizhevsky 2009)."""
+    return _cifar("cifar10", False, data_dir, download, augment, image_size)
+
+
+@register_dataset("cifar100", task="classification", from_files=True)
+def _cifar100(
+    *, data_dir: Any = None, download: bool = False, augment: str = "none", image_size: int | None = None
+) -> DataBundle:
+    """CIFAR-100, 32x32 RGB, 100 fine classes (Python pickles, Krizhevsky 2009)."""
+    return _cifar("cifar100", True, data_dir, download, augment, image_size)
+
+
+@register_dataset("imagefolder", task="classification", from_files=True)
+def _imagefolder(
+    *,
+    data_dir: Any = None,
+    augment: str = "none",
+    image_size: int | None = None,
+    on_bad_image: str = "error",
+) -> DataBundle:
+    """Your images in data_dir/train/<class>/ and data_dir/val/<class>/, RGB, resized (224 default)."""
+    size = 224 if image_size is None else check_int("image_size", image_size, minimum=8)
+    train, val = image_folder_split(data_dir, augment=augment, image_size=size, on_bad_image=on_bad_image)
+    classes = tuple(train.classes)
+    return DataBundle("imagefolder", "classification", train, val, len(classes), 3, (size, size), classes)
+
+
+# ---------------------------------------------------------------------------- token sequences
+
+_SEQUENCE_DESCRIPTIONS = {
+    "copy": "Token sequences whose target is the source (generated, seeded).",
+    "reverse": "Token sequences whose target is the source reversed (generated, seeded).",
+    "sort": "Token sequences whose target is the source sorted ascending (generated, seeded).",
+    "add": "Two numbers digit by digit in base num_symbols; the target is their sum (generated, seeded).",
+}
+
+
+def check_lengths(min_len: Any, max_len: Any) -> None:
+    """``1 <= min_len <= max_len``, both ints."""
+    check_int("min_len", min_len)
+    check_int("max_len", max_len)
+    if min_len > max_len:
+        raise InvalidValue("min_len", f"must be <= max_len ({max_len})", min_len)
+
+
+def _sequence_loader(task: str):
+    def load(
+        *,
+        num_train: int = 20_000,
+        num_val: int = 1_000,
+        min_len: int = 1,
+        max_len: int = 12,
+        num_symbols: int = 10,
+        seed: int = 0,
+    ) -> SequenceBundle:
+        check_int("num_train", num_train)
+        check_int("num_val", num_val)
+        check_lengths(min_len, max_len)
+        check_int("num_symbols", num_symbols, minimum=2)
+        check_int("seed", seed, minimum=0)
+        train, val = make_sequence_split(
+            task,
+            num_train=num_train,
+            num_val=num_val,
+            min_len=min_len,
+            max_len=max_len,
+            num_symbols=num_symbols,
+            seed=seed,
+        )
+        return SequenceBundle(
+            name=task,
+            train=train,
+            val=val,
+            vocab_size=train.vocab_size,
+            max_src_len=train.max_src_len,
+            max_tgt_len=train.max_tgt_len,
+            num_symbols=num_symbols,
+        )
+
+    load.__name__ = load.__qualname__ = f"_{task}"
+    load.__doc__ = (
+        f"{_SEQUENCE_DESCRIPTIONS[task]}\n\n"
+        "Held-out validation sources; lengths uniform in min_len..max_len (operand digits for add)."
+    )
+    return load
+
+
+for _task in SEQUENCE_TASKS:
+    register_dataset(_task, task="seq2seq")(_sequence_loader(_task))

@@ -1,0 +1,195 @@
+"""The data-set registry: a plain dict filled by the :func:`register_dataset` decorator, as the model registry.
+
+A data set has one name and one task (the kind of problem it poses): ``digits`` is a classification set,
+``reverse`` the data set of a seq2seq run. :func:`load_dataset` returns a :class:`DataBundle` (images) or
+a :class:`SequenceBundle` (token sequences); :func:`list_datasets` filters names with :mod:`fnmatch`.
+
+Every loader of a task accepts that task's shared options (:data:`SHARED_OPTIONS`), so one call fits
+every data set of the task; an option a data set has no use for is checked and then ignored (``data_dir``
+for the embedded ``digits``). Any other unknown keyword raises ``TypeError`` naming it.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import inspect
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+from torch.utils.data import Dataset
+
+from nnatlas._choices import AUGMENT_PRESETS, ON_BAD_IMAGE
+from nnatlas._suggest import unknown_choice_message
+from nnatlas._validate import check_bool, check_choice, check_int, check_path
+from nnatlas.data.sequences import SequenceDataset, pad_collate
+
+TASKS = ("classification", "segmentation", "detection", "seq2seq")
+
+#: Options every loader of a task accepts, whether it uses them or not.
+SHARED_OPTIONS: dict[str, tuple[str, ...]] = {
+    "classification": ("seed", "data_dir", "download", "augment", "image_size", "on_bad_image"),
+}
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What the registry knows about one data set.
+
+    ``loader`` takes keyword arguments only and returns a :class:`DataBundle` or :class:`SequenceBundle`;
+    ``description`` is the first line of its docstring; ``from_files`` marks the sets read from
+    ``data_dir`` (the others are embedded or generated).
+    """
+
+    name: str
+    task: str
+    loader: Callable[..., Any]
+    description: str = ""
+    from_files: bool = False
+
+
+@dataclass
+class DataBundle:
+    """Train and validation sets of one image data set, with what a model needs to know about them.
+
+    Samples are ``(image (C, H, W) float32, label int)`` for classification; ``collate_fn`` is the
+    :class:`~torch.utils.data.DataLoader` collate function to use (``None``: torch's default).
+    """
+
+    name: str
+    task: str
+    train: Dataset
+    val: Dataset
+    num_classes: int
+    in_channels: int
+    image_size: tuple[int, int]
+    classes: tuple[str, ...]
+    collate_fn: Callable | None = None
+
+
+@dataclass(kw_only=True)
+class SequenceBundle:
+    """Train and validation sets of a sequence task (see :mod:`nnatlas.data.sequences`).
+
+    Samples are ``(src (S,), tgt (T,))`` int64 token ids of their own lengths; ``collate_fn``
+    (:func:`~nnatlas.data.sequences.pad_collate`) pads a batch to ``(B, S)`` and ``(B, T)``.
+    ``max_src_len`` / ``max_tgt_len`` bound ``S`` and ``T`` (a model's positional table needs
+    ``max(max_src_len, max_tgt_len)``).
+    """
+
+    name: str
+    task: str = "seq2seq"
+    train: SequenceDataset
+    val: SequenceDataset
+    vocab_size: int
+    max_src_len: int
+    max_tgt_len: int
+    num_symbols: int
+    collate_fn: Callable = field(default=pad_collate)
+
+
+_DATASETS: dict[str, DatasetInfo] = {}
+
+
+def register_dataset(
+    name: str | None = None, *, task: str, from_files: bool = False
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Decorator that records a loader under ``name`` (default: the function's name)."""
+    if task not in TASKS:
+        raise ValueError(f"task must be one of {', '.join(TASKS)}; got {task!r}")
+
+    def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
+        key = name or fn.__name__
+        if key in _DATASETS:
+            raise ValueError(f"data set {key!r} is already registered")
+        doc = (fn.__doc__ or "").strip().splitlines()
+        _DATASETS[key] = DatasetInfo(
+            name=key, task=task, loader=fn, description=doc[0] if doc else "", from_files=from_files
+        )
+        return fn
+
+    return wrap
+
+
+def list_datasets(pattern: str = "*", task: str | None = None) -> list[str]:
+    """Sorted names of registered data sets matching the fnmatch ``pattern`` and, if given, ``task``."""
+    if task is not None and task not in TASKS:
+        raise ValueError(unknown_choice_message("task", task, TASKS))
+    return sorted(
+        n
+        for n, info in _DATASETS.items()
+        if fnmatch.fnmatch(n, pattern) and (task is None or info.task == task)
+    )
+
+
+def get_dataset_info(name: str) -> DatasetInfo:
+    """The :class:`DatasetInfo` of ``name``; an unknown name raises ``ValueError`` with the closest names."""
+    try:
+        return _DATASETS[name]
+    except KeyError:
+        raise ValueError(unknown_choice_message("data set", name, _DATASETS)) from None
+
+
+def load_dataset(name: str, **kwargs: Any) -> DataBundle | SequenceBundle:
+    """Load a registered data set: a :class:`DataBundle` (images) or a :class:`SequenceBundle` (seq2seq).
+
+    ``kwargs`` go to the data set's loader; the task's :data:`SHARED_OPTIONS` are checked and passed on
+    only to loaders that take them. An unknown name raises ``ValueError`` listing the closest names first;
+    an argument the data set does not take raises ``TypeError`` listing those it takes.
+    """
+    info = get_dataset_info(name)
+    takes = {p.name for p in inspect.signature(info.loader).parameters.values() if p.kind is p.KEYWORD_ONLY}
+    shared = SHARED_OPTIONS.get(info.task, ())
+    for key in kwargs:
+        if key not in takes and key not in shared:
+            accepted = ", ".join(sorted(takes | set(shared)))
+            raise TypeError(f"data set {name!r} takes no argument {key!r}; it takes: {accepted}")
+    _check_shared_options(**{k: v for k, v in kwargs.items() if k in shared})
+    return info.loader(**{k: v for k, v in kwargs.items() if k in takes})
+
+
+def _check_shared_options(
+    *,
+    seed: Any = 0,
+    data_dir: Any = None,
+    download: Any = False,
+    augment: Any = "none",
+    image_size: Any = None,
+    on_bad_image: Any = "error",
+) -> None:
+    """Check the options shared by the image data sets; ``ValueError`` naming the first bad one."""
+    check_int("seed", seed, minimum=0)
+    check_path("data_dir", data_dir)
+    check_bool("download", download)
+    check_choice("augment", augment, AUGMENT_PRESETS)
+    if image_size is not None:
+        check_int("image_size", image_size, minimum=8)
+    check_choice("on_bad_image", on_bad_image, ON_BAD_IMAGE)
+
+
+class DatasetLoaders(Mapping[str, Callable[..., Any]]):
+    """A read-only, live view ``name -> load`` of the registered data sets of one task.
+
+    ``view[name](**kwargs)`` is ``load_dataset(name, **kwargs)``.
+    """
+
+    def __init__(self, task: str) -> None:
+        if task not in TASKS:
+            raise ValueError(f"task must be one of {', '.join(TASKS)}; got {task!r}")
+        self.task = task
+
+    def __getitem__(self, name: str) -> Callable[..., Any]:
+        info = _DATASETS.get(name)
+        if info is None or info.task != self.task:
+            raise KeyError(name)
+        return partial(load_dataset, name)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter([n for n, info in _DATASETS.items() if info.task == self.task])
+
+    def __len__(self) -> int:
+        return sum(info.task == self.task for info in _DATASETS.values())
+
+    def __repr__(self) -> str:
+        return f"DatasetLoaders(task={self.task!r}: {', '.join(self)})"
