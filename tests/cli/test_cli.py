@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from nnatlas.analysis import count_parameters
-from nnatlas.data import DATASETS
+from nnatlas.data import list_datasets
 from nnatlas.models import create_model, list_models
 from tests.cli.helpers import assert_usage_error, run
 
@@ -20,6 +20,8 @@ def test_version(nnatlas_exe):
 
 def test_help_explains_train(nnatlas_exe):
     proc = run(nnatlas_exe, "train", "--help")
+    assert proc.returncode == 0 and "classification" in proc.stdout and "seq2seq" in proc.stdout
+    proc = run(nnatlas_exe, "train", "classification", "--help")
     assert proc.returncode == 0 and "--model" in proc.stdout and "digits" in proc.stdout
 
 
@@ -45,7 +47,9 @@ def test_unknown_model_and_data_name_the_choices_closest_first(nnatlas_exe, tmp_
     line = assert_usage_error(run(nnatlas_exe, "train", "--model", "cifar_resnet2", cwd=tmp_path))
     assert line.split("closest first): ")[1].startswith("cifar_resnet20")
     line = assert_usage_error(run(nnatlas_exe, "train", "--data", "nosuchdata", cwd=tmp_path))
-    assert "unknown data set 'nosuchdata'" in line and set(line.split(": ")[-1].split(", ")) == set(DATASETS)
+    assert "unknown data set 'nosuchdata'" in line and set(line.split(": ")[-1].split(", ")) == set(
+        list_datasets(task="classification")
+    )
     line = assert_usage_error(run(nnatlas_exe, "train", "--data", "digit", cwd=tmp_path))
     assert line.split("closest first): ")[1].startswith("digits, ")
     assert not (tmp_path / "runs").exists()  # nothing written on a usage error

@@ -9,7 +9,7 @@ from tests.cli.helpers import assert_usage_error, run
 
 
 def test_train_seq2seq_then_draw_attention(nnatlas_exe, tmp_path):
-    args = ["--task", "sort", "--epochs", "2", "--num-train", "256", "--num-val", "40", "--max-len", "6"]
+    args = ["--data", "sort", "--epochs", "2", "--num-train", "256", "--num-val", "40", "--max-len", "6"]
     proc = run(nnatlas_exe, "train", "seq2seq", *args, "--layers", "1", "--quiet", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     run_dir = tmp_path / "runs" / "transformer_seq2seq-sort"
@@ -40,12 +40,16 @@ def test_train_seq2seq_then_draw_attention(nnatlas_exe, tmp_path):
     ("args", "needle"),
     [
         (["train", "seq2seq", "--task", "revers"], "unknown sequence task 'revers'"),
-        (["train", "seq2seq", "--min-len", "5", "--max-len", "3"], "min_len"),
+        (["train", "seq2seq", "--data", "revers"], "unknown sequence task 'revers'"),
+        (["train", "seq2seq", "--min-len", "5", "--max-len", "3"], "--min-len must not exceed --max-len (3)"),
         (["train", "seq2seq", "--model", "cifar_resnet20"], "is a classification model"),
-        (["train", "seq2seq", "--heads", "5"], "num_heads"),
+        (["train", "seq2seq", "--heads", "5"], "--heads must divide --d-model (64); got 5"),
+        (["train", "seq2seq", "--channels-last"], "--channels-last does not apply to seq2seq"),
+        (["train", "seq2seq", "--augment", "basic"], "unrecognized arguments: --augment"),
+        (["train", "classification", "--heads", "2"], "unrecognized arguments: --heads"),
         (["train", "seq2seq", "--num-train", "0"], "--num-train"),
         (["train", "translation"], "unknown task 'translation'"),
-        (["attention", "nosuchrun"], "RUN must be a run folder"),
+        (["attention", "nosuchrun"], "RUN 'nosuchrun' is not a run folder"),
     ],
 )
 def test_bad_seq2seq_arguments_exit_2_with_one_line(nnatlas_exe, tmp_path, args, needle):
@@ -58,5 +62,4 @@ def test_train_help_names_both_defaults(nnatlas_exe):
     proc = run(nnatlas_exe, "train", "--help")
     text = " ".join(proc.stdout.split())  # argparse wraps lines at the terminal width
     assert proc.returncode == 0
-    assert "cifar_resnet20 for classification" in text
-    assert "transformer_seq2seq for seq2seq" in text and "--task" in text
+    assert "default: cifar_resnet20 on the embedded 8x8 digits" in text and "default: reverse" in text

@@ -154,12 +154,12 @@ def test_checkpoint_is_atomic_and_loads_with_weights_only(tmp_path, monkeypatch)
             return (os.system, ("echo pwned",))
 
     torch.save({"format_version": 1, "x": Evil()}, tmp_path / "evil.pt", _use_new_zipfile_serialization=True)
-    with pytest.raises(CheckpointError, match="cannot read checkpoint"):
+    with pytest.raises(CheckpointError, match="objects other than tensors.*posix.system.*refused"):
         load_checkpoint(tmp_path / "evil.pt")
     (tmp_path / "trunc.pt").write_bytes(path.read_bytes()[:100])
     with pytest.raises(CheckpointError, match="trunc.pt"):
         load_checkpoint(tmp_path / "trunc.pt")
-    with pytest.raises(CheckpointError, match="no checkpoint"):
+    with pytest.raises(CheckpointError, match="no such file"):
         load_checkpoint(tmp_path / "missing.pt")
 
 

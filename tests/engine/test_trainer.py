@@ -61,7 +61,12 @@ def test_non_finite_loss_stops_with_a_message():
 
 
 def test_config_validation():
-    with pytest.raises(ValueError, match="epochs must be a positive int"):
+    with pytest.raises(ValueError, match=r"epochs must be an int in \[1, 100_000\]; got 0"):
         TrainConfig(epochs=0)
+    for field, value in [("lr", float("inf")), ("lr", 0.0), ("weight_decay", float("nan")), ("seed", -1)]:
+        with pytest.raises(ValueError, match=f"^{field} must be"):
+            TrainConfig(**{field: value})
+    with pytest.raises(ValueError, match="milestones apply to the 'step' scheduler only"):
+        TrainConfig(milestones=(3,))
     with pytest.raises(ValueError, match="device"):
         Trainer(nn.Linear(2, 3), ClassificationTask(3), _blobs(), None, TrainConfig(device="tpu"))

@@ -1,9 +1,11 @@
-"""Shared pieces of the command line: the argument parser whose errors are one line, and the error types."""
+"""Shared pieces of the command line: the argument parser whose errors are one line, the error types,
+which options a user gave, and safe printing of user text."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from typing import NoReturn
 
 
@@ -12,11 +14,46 @@ class UsageError(Exception):
 
 
 class ArgumentParser(argparse.ArgumentParser):
-    """``argparse`` that raises :class:`UsageError` instead of printing usage and exiting."""
+    """``argparse`` that raises :class:`UsageError` instead of printing usage and exiting, and that never
+    takes an abbreviation of an option (``--lr`` is ``--lr``, not a prefix of ``--lr-something``)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         raise UsageError(f"{self.prog}: {message}")
 
 
 def eprint(message: str) -> None:
-    print(message, file=sys.stderr)
+    """One line on stderr, printed as written (no markup), control characters shown escaped."""
+    print(printable(message), file=sys.stderr)
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters (escape, newline, ...) written as escapes, so one message stays one
+    line and cannot drive the terminal."""
+    return "".join(c if c.isprintable() or c == " " else repr(c)[1:-1] for c in str(text))
+
+
+def markup_safe(text: object) -> str:
+    """User text for a rich ``console.print`` with markup on: ``[red]`` prints as written."""
+    from rich.markup import escape
+
+    return escape(printable(str(text)))
+
+
+def explicit_dests(parser: argparse.ArgumentParser, argv: Sequence[str]) -> set[str]:
+    """The ``dest`` of every option of ``parser`` written in ``argv`` (``--lr 0.1`` or ``--lr=0.1``).
+
+    Tells an option a user gave from one left at its default, even when both hold the same value.
+    """
+    by_flag = {s: a.dest for a in parser._actions for s in a.option_strings}
+    found = set()
+    for token in argv:
+        if token == "--":
+            break
+        flag = token.split("=", 1)[0] if token.startswith("--") else token
+        if flag in by_flag:
+            found.add(by_flag[flag])
+    return found

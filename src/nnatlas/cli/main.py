@@ -1,4 +1,4 @@
-"""The ``nnatlas`` command: ``models``, ``train``, ``eval`` (and more subcommands as the project grows).
+"""The ``nnatlas`` command: ``models``, ``train TASK``, ``eval``, ``inspect``, ``attention``, ``export``.
 
 Bad arguments print one line on stderr and exit with code 2; failures at run time exit with code 1 and a
 message; never a traceback (set ``NNATLAS_DEBUG=1`` to see one).
@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from nnatlas import __version__
-from nnatlas.cli import eval_cmd, inspect_cmd, models_cmd, seq2seq_cmd, train_cmd
+from nnatlas.cli import attention_cmd, eval_cmd, inspect_cmd, models_cmd, train_cmd
 from nnatlas.cli.common import ArgumentParser, UsageError, eprint
 
 
@@ -26,20 +26,28 @@ def build_parser() -> ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=ArgumentParser)
     models_cmd.add_parser(sub)
     train_cmd.add_parser(sub)
-    inspect_cmd.add_parser(sub)
-    seq2seq_cmd.add_parser(sub)
     eval_cmd.add_parser(sub)
+    inspect_cmd.add_parser(sub)
+    attention_cmd.add_parser(sub)
     return parser
+
+
+def parse(argv: Sequence[str]):
+    """Parse ``argv`` (with ``nnatlas train`` given its default task); the namespace keeps ``argv``."""
+    argv = train_cmd.insert_default_task(argv)
+    args = build_parser().parse_args(argv)
+    args._argv = argv
+    return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     debug = os.environ.get("NNATLAS_DEBUG") == "1"
     try:
-        args = parser.parse_args(argv)
+        args = parse(argv)
         if args.command is None:
-            parser.print_help()
+            build_parser().print_help()
             return 2
         return int(args.func(args) or 0)
     except UsageError as e:
@@ -51,7 +59,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as e:  # a failure at run time: one message, exit code 1
         if debug:
             raise
-        eprint(f"nnatlas: failed: {type(e).__name__}: {e}")
+        first = str(e).strip().splitlines()
+        eprint(f"nnatlas: failed: {type(e).__name__}: {first[0] if first else ''}")
         return 1
 
 

@@ -18,6 +18,8 @@ from rich.progress import (
 )
 from rich.text import Text
 
+from nnatlas.cli.common import markup_safe
+
 
 class ThroughputColumn(ProgressColumn):
     """Samples per second: rich's running estimate of steps per second times the samples of one step."""
@@ -83,6 +85,8 @@ class RichProgress:
                 parts.append(f"{value:,.0f} samples/s")
             elif key != "epoch" and isinstance(value, float):
                 parts.append(f"{key} {value:.4g}")
+            elif key != "epoch" and value is None:
+                parts.append(f"{key} n/a")
         self.progress.console.print("  ".join(parts), soft_wrap=True)
 
 
@@ -112,6 +116,10 @@ def finish_run(run_dir: Path, *, title: str, wall: float, keys: tuple[str, ...])
 
     records = read_jsonl(run_dir / "metrics.jsonl")
     plot_curves(records, run_dir / "curves.png", title=title)
-    last = records[-1]
-    values = ", ".join(f"{k} {last.get(k, float('nan')):.4f}" for k in keys)
-    Console().print(f"done in {wall:.1f} s: {values}; run saved in {run_dir}", soft_wrap=True)
+    last = records[-1] if records else {}
+    values = ", ".join(f"{k} {_number(last.get(k))}" for k in keys)
+    Console().print(f"done in {wall:.1f} s: {values}; run saved in {markup_safe(run_dir)}", soft_wrap=True)
+
+
+def _number(value: Any) -> str:
+    return f"{value:.4f}" if isinstance(value, (int, float)) else "n/a"

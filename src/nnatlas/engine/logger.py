@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from nnatlas.engine.runs import append_jsonl, atomic_write_bytes, read_jsonl
+from nnatlas.engine.runs import append_jsonl, atomic_write_bytes, json_line, json_record, read_jsonl
 
 log = logging.getLogger(__name__)
 
@@ -26,12 +26,13 @@ def write_csv(path: str | Path, records: Sequence[Mapping[str, Any]]) -> None:
     """All ``records`` as a CSV table (columns in order of first appearance), written atomically."""
     columns: list[str] = []
     for r in records:
-        columns += [k for k in r if k not in columns]
+        columns += [k for k in json_record(r) if k not in columns]
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
     for r in records:
-        writer.writerow({k: r.get(k, "") for k in columns})
+        r = json_record(r)
+        writer.writerow({k: "" if r.get(k) is None else r[k] for k in columns})
     atomic_write_bytes(path, buf.getvalue().encode())
 
 
@@ -55,9 +56,9 @@ class MetricsLogger:
     def restore(self, before_epoch: int) -> list[dict[str, Any]]:
         """Rows of the epochs before ``before_epoch``; later rows (written after the checkpoint being
         resumed from) are dropped from both files, so a resumed run never repeats an epoch's row."""
-        rows = read_jsonl(self.jsonl) if self.jsonl.exists() else []
+        rows = read_jsonl(self.jsonl) if self.jsonl.exists() else []  # drops a partial last line
         rows = [r for r in rows if r.get("epoch", 0) < before_epoch]
-        atomic_write_bytes(self.jsonl, "".join(_json_line(r) for r in rows).encode())
+        atomic_write_bytes(self.jsonl, "".join(json_line(r) for r in rows).encode())
         if rows:
             write_csv(self.csv, rows)
         else:
@@ -81,9 +82,3 @@ class MetricsLogger:
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
-
-
-def _json_line(record: Mapping[str, Any]) -> str:
-    import json
-
-    return json.dumps(dict(record), default=float) + "\n"

@@ -19,7 +19,7 @@ def plot_curves(records: Sequence[Mapping[str, Any]], path: str | os.PathLike, *
     epochs = [r["epoch"] for r in records]
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
     for key in sorted({k for r in records for k in r if k.endswith("_loss")}):
-        ax_loss.plot(epochs, [r.get(key, float("nan")) for r in records], marker="o", label=key)
+        ax_loss.plot(epochs, [_value(r, key) for r in records], marker="o", label=key)
     ax_loss.set_xlabel("epoch")
     ax_loss.set_ylabel("loss")
     ax_loss.set_yscale("log")
@@ -27,7 +27,7 @@ def plot_curves(records: Sequence[Mapping[str, Any]], path: str | os.PathLike, *
     ax_loss.grid(alpha=0.3)
     acc_keys = sorted({k for r in records for k in r if k.endswith("acc")})
     for key in acc_keys:
-        ax_acc.plot(epochs, [r.get(key, float("nan")) for r in records], marker="o", label=key)
+        ax_acc.plot(epochs, [_value(r, key) for r in records], marker="o", label=key)
     ax_acc.set_xlabel("epoch")
     ax_acc.set_ylabel("accuracy")
     if acc_keys:
@@ -38,3 +38,9 @@ def plot_curves(records: Sequence[Mapping[str, Any]], path: str | os.PathLike, *
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def _value(record: Mapping[str, Any], key: str) -> float:
+    """A number of a metrics row; a missing value or a non-finite one (written as null) is NaN."""
+    value = record.get(key)
+    return float(value) if isinstance(value, (int, float)) else float("nan")

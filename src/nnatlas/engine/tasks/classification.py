@@ -1,30 +1,16 @@
-"""Tasks plug into the task-agnostic :class:`~nnatlas.engine.trainer.Trainer`.
-
-A task turns a batch into a loss (``training_step``) and accumulates its validation metrics
-(``new_metrics`` / ``validation_step``); the trainer knows nothing else about the problem.
-"""
+"""Image classification: cross-entropy on logits, top-1 accuracy."""
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 import torchmetrics
 from torch import nn
 
-
-class Task(Protocol):
-    name: str
-
-    def training_step(self, model: nn.Module, batch: Any) -> tuple[torch.Tensor, int]:
-        """Mean loss of the batch and the number of samples it holds."""
-
-    def new_metrics(self) -> torchmetrics.MetricCollection:
-        """Fresh validation metrics; their names become the ``val_*`` columns of ``metrics.jsonl``."""
-
-    def validation_step(self, model: nn.Module, batch: Any, metrics: torchmetrics.MetricCollection) -> None:
-        """Update ``metrics`` with one batch (the model is in eval mode, gradients are off)."""
+from nnatlas._validate import check_finite, check_int, check_probability
+from nnatlas.engine.tasks.base import register_task
 
 
 def _main_output(out: Any) -> torch.Tensor:
@@ -38,6 +24,7 @@ def _main_output(out: Any) -> torch.Tensor:
     raise TypeError(f"cannot find the logits in a model output of type {type(out).__name__}")
 
 
+@register_task("classification")
 class ClassificationTask:
     """Cross-entropy on logits ``(B, K)``; validation loss and top-1 accuracy (torchmetrics).
 
@@ -46,10 +33,12 @@ class ClassificationTask:
     """
 
     name = "classification"
+    main_metric = "val_acc"
 
     def __init__(self, num_classes: int, *, label_smoothing: float = 0.0, aux_weight: float = 0.3) -> None:
-        if num_classes < 2:
-            raise ValueError(f"num_classes must be >= 2; got {num_classes}")
+        check_int("num_classes", num_classes, minimum=2)
+        check_probability("label_smoothing", label_smoothing)
+        check_finite("aux_weight", aux_weight, minimum=0.0)
         self.num_classes, self.label_smoothing, self.aux_weight = num_classes, label_smoothing, aux_weight
 
     def training_step(self, model: nn.Module, batch: Any) -> tuple[torch.Tensor, int]:

@@ -15,7 +15,11 @@ import torch.nn.functional as F
 import torchmetrics
 from torch import nn
 
+from nnatlas._validate import check_choice, check_int, check_probability
+from nnatlas.engine.tasks.base import register_task
 
+
+@register_task("seq2seq")
 class Seq2SeqTask:
     """Teacher-forced cross-entropy over the non-padding target tokens; token and exact-match accuracy.
 
@@ -29,14 +33,15 @@ class Seq2SeqTask:
     """
 
     name = "seq2seq"
+    main_metric = "val_exact_acc"
 
     def __init__(
         self, *, pad_id: int = 0, label_smoothing: float = 0.0, decode: str = "greedy", beam_size: int = 4
     ) -> None:
-        if not 0.0 <= label_smoothing < 1.0:
-            raise ValueError(f"label_smoothing must lie in [0, 1); got {label_smoothing}")
-        if decode not in ("greedy", "beam"):
-            raise ValueError(f"decode must be 'greedy' or 'beam'; got {decode!r}")
+        check_int("pad_id", pad_id, minimum=0)
+        check_probability("label_smoothing", label_smoothing)
+        check_choice("decode", decode, ("greedy", "beam"))
+        check_int("beam_size", beam_size)
         self.pad_id, self.label_smoothing, self.decode, self.beam_size = (
             pad_id,
             label_smoothing,

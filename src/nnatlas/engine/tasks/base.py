@@ -1,0 +1,64 @@
+"""The :class:`Task` protocol and the registry of tasks.
+
+A task turns a batch into a loss (``training_step``) and accumulates its validation metrics
+(``new_metrics`` / ``validation_step``); the :class:`~nnatlas.engine.trainer.Trainer` knows nothing else
+about the problem. Tasks are registered by name (``classification``, ``seq2seq``, ...), as models are.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol, TypeVar
+
+import torch
+import torchmetrics
+from torch import nn
+
+from nnatlas._suggest import unknown_choice_message
+
+__all__ = ["Task", "get_task_class", "list_tasks", "register_task"]
+
+
+class Task(Protocol):
+    #: The kind of problem: the name the task is registered under.
+    name: str
+    #: The validation metric that says how good a run is (``val_acc``), for summaries.
+    main_metric: str
+
+    def training_step(self, model: nn.Module, batch: Any) -> tuple[torch.Tensor, int]:
+        """Mean loss of the batch and the number of samples it holds."""
+
+    def new_metrics(self) -> torchmetrics.MetricCollection:
+        """Fresh validation metrics; their names become the ``val_*`` columns of ``metrics.jsonl``."""
+
+    def validation_step(self, model: nn.Module, batch: Any, metrics: torchmetrics.MetricCollection) -> None:
+        """Update ``metrics`` with one batch (the model is in eval mode, gradients are off)."""
+
+
+_TASKS: dict[str, type] = {}
+T = TypeVar("T", bound=type)
+
+
+def register_task(name: str) -> Callable[[T], T]:
+    """Class decorator that records a task class under ``name`` (its ``name`` attribute is set)."""
+
+    def wrap(cls: T) -> T:
+        if name in _TASKS:
+            raise ValueError(f"task {name!r} is already registered")
+        cls.name = name
+        _TASKS[name] = cls
+        return cls
+
+    return wrap
+
+
+def list_tasks() -> list[str]:
+    return sorted(_TASKS)
+
+
+def get_task_class(name: str) -> type:
+    """The task class registered as ``name``; an unknown name raises ``ValueError`` with the closest names."""
+    try:
+        return _TASKS[name]
+    except KeyError:
+        raise ValueError(unknown_choice_message("task", name, _TASKS)) from None
