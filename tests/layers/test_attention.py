@@ -14,6 +14,7 @@ from nnatlas.layers import (
     padding_mask,
     record_attention,
     scaled_dot_product_attention,
+    scaled_dot_product_attention_with_weights,
 )
 
 TOL = {"atol": 1e-6, "rtol": 0.0}
@@ -30,30 +31,55 @@ def test_masks_follow_torch_conventions():
     assert torch.equal(mask, expected)
     with pytest.raises(ValueError, match="lengths must lie"):
         padding_mask([3, 6], 5)
+    # Fewer keys than queries: aligned to the end, the first query sees no key; to the start, all see key 0.
+    assert causal_mask(4, 3)[0].all() and not causal_mask(4, 3)[1:, 0].any()
+    assert not causal_mask(4, 3, alignment="upper_left")[:, 0].any()
     with pytest.raises(ValueError, match="key_size"):
-        causal_mask(4, 3)
+        causal_mask(4, 0)
+    with pytest.raises(ValueError, match="alignment"):
+        causal_mask(4, alignment="left")
 
 
-@pytest.mark.parametrize("need_weights", [True, False])
-def test_sdpa_equals_torch_functional(need_weights):
+@pytest.mark.parametrize("with_weights", [True, False])
+def test_sdpa_equals_torch_functional(with_weights):
     q, k, v = torch.randn(2, 3, 5, 8), torch.randn(2, 3, 7, 8), torch.randn(2, 3, 7, 4)
-    blocked = torch.rand(2, 1, 5, 7) < 0.3
-    blocked[..., 0] = False  # no fully masked row here
-    out, w = scaled_dot_product_attention(q, k, v, blocked, need_weights=need_weights)
-    # torch's functional uses the opposite boolean convention (True = take part).
-    ref = F.scaled_dot_product_attention(q, k, v, attn_mask=~blocked)
-    assert_close(out, ref, **TOL)
-    if need_weights:
-        formula = torch.softmax((q @ k.transpose(-2, -1)) / math.sqrt(8) + blocked * -1e9, dim=-1)
+    keep = torch.rand(2, 1, 5, 7) > 0.3  # torch's functional convention: True = takes part
+    keep[..., 0] = True  # no fully masked row here
+    ref = F.scaled_dot_product_attention(q, k, v, attn_mask=keep)
+    if with_weights:
+        out, w = scaled_dot_product_attention_with_weights(q, k, v, keep)
+        formula = torch.softmax((q @ k.transpose(-2, -1)) / math.sqrt(8) + ~keep * -1e9, dim=-1)
         assert_close(w, formula, **TOL)
     else:
-        assert w is None
-    out_c, _ = scaled_dot_product_attention(
-        q, k[..., :5, :], v[..., :5, :], is_causal=True, need_weights=need_weights
-    )
+        out = scaled_dot_product_attention(q, k, v, keep)
+    assert_close(out, ref, **TOL)
+    # is_causal as torch: query i sees keys j <= i (aligned to the start of the keys), also with L != S.
+    for S in (5, 7, 3):
+        kk, vv = k[..., :S, :], v[..., :S, :]
+        fn = scaled_dot_product_attention_with_weights if with_weights else scaled_dot_product_attention
+        got = fn(q, kk, vv, is_causal=True)
+        got = got[0] if with_weights else got
+        assert_close(got, F.scaled_dot_product_attention(q, kk, vv, is_causal=True), **TOL)
+
+
+def test_lower_right_alignment_equals_torch_causal_lower_right():
+    from torch.nn.attention.bias import causal_lower_right
+
+    q, k, v = torch.randn(2, 3, 2, 8), torch.randn(2, 3, 6, 8), torch.randn(2, 3, 6, 4)
+    ref = F.scaled_dot_product_attention(q, k, v, attn_mask=causal_lower_right(2, 6))
     assert_close(
-        out_c, F.scaled_dot_product_attention(q, k[..., :5, :], v[..., :5, :], is_causal=True), **TOL
+        scaled_dot_product_attention(q, k, v, is_causal=True, causal_alignment="lower_right"), ref, **TOL
     )
+    assert_close(scaled_dot_product_attention(q, k, v, attn_mask=causal_lower_right(2, 6)), ref, **TOL)
+    # The boolean mask of causal_mask (True = blocked) is the inverse of the functional's convention.
+    assert_close(
+        scaled_dot_product_attention(q, k, v, ~causal_mask(2, 6, alignment="lower_right")), ref, **TOL
+    )
+    upper = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+    assert_close(
+        scaled_dot_product_attention(q, k, v, ~causal_mask(2, 6, alignment="upper_left")), upper, **TOL
+    )
+    assert (upper - ref).abs().max() > 0.1  # the two alignments are different masks
 
 
 def _pair(**kwargs):
@@ -172,8 +198,22 @@ def test_incremental_cache_equals_full_causal_attention():
         mha(x[:, t : t + 1], x[:, t : t + 1], x[:, t : t + 1], need_weights=False, cache=cache)[0]
         for t in range(3)
     ]
-    # A chunk of several new tokens after the cached ones, causal among themselves.
-    steps.append(mha(x[:, 3:], x[:, 3:], x[:, 3:], is_causal=True, need_weights=False, cache=cache)[0])
+    # A chunk of several new tokens after the cached ones, causal among themselves: the causal mask is
+    # aligned to the end of the keys; torch's default alignment (to the start) would hide the cached keys.
+    chunk = x[:, 3:]
+    with pytest.raises(ValueError, match="lower_right"):
+        mha(chunk, chunk, chunk, is_causal=True, cache=cache)
+    steps.append(
+        mha(
+            chunk,
+            chunk,
+            chunk,
+            is_causal=True,
+            need_weights=False,
+            cache=cache,
+            causal_alignment="lower_right",
+        )[0]
+    )
     assert len(cache) == 7
     assert_close(torch.cat(steps, dim=1), full, **TOL)
     # A static cache (cross-attention) projects the memory once and reuses it.
@@ -211,3 +251,47 @@ def test_bad_masks_and_shapes_raise_value_error():
         scaled_dot_product_attention(x, x, x, torch.zeros(3, 5, dtype=torch.bool))
     with pytest.raises(ValueError, match="num_heads"):
         MultiheadAttention(16, 5)
+
+
+def notes_attention(query, key, value, mask=None, dropout=None):
+    """The course notes' ``attention()`` (seed/notes.md, "注意力计算规则的代码分析"), as written there."""
+    d_k = query.size(-1)
+    scores = torch.matmul(query, key.transpose(-2, -1)) / math.sqrt(d_k)
+    if mask is not None:
+        scores = scores.masked_fill(mask == 0, -1e9)  # the notes: mask == 0 is blocked
+    p_attn = F.softmax(scores, dim=-1)
+    if dropout is not None:
+        p_attn = dropout(p_attn)
+    return torch.matmul(p_attn, value), p_attn
+
+
+def test_notes_attention_marks_the_positions_that_take_part():
+    q, k, v = torch.randn(2, 3, 4, 8), torch.randn(2, 3, 6, 8), torch.randn(2, 3, 6, 5)
+    blocked = padding_mask(torch.tensor([6, 2]), 6).view(2, 1, 1, 6)  # ours: True = blocked
+    # The notes' mask is 1 where a key takes part: the inverse of ours, the convention of torch's functional
+    # (and of our scaled_dot_product_attention).
+    out_notes, w_notes = notes_attention(q, k, v, mask=~blocked)
+    out, w = scaled_dot_product_attention_with_weights(q, k, v, ~blocked)
+    assert_close(out, out_notes, **TOL)
+    assert_close(w, w_notes, **TOL)
+    # Our MultiheadAttention (True = blocked, as torch.nn.MultiheadAttention) is the notes' attention per head
+    # with the inverted mask, between the input and output projections.
+    _, mha = _pair()
+    x = torch.randn(2, 6, 16)
+    kpm = blocked.view(2, 6)
+    weights, biases = mha.in_proj_weight.chunk(3), mha.in_proj_bias.chunk(3)  # W^Q, W^K, W^V
+    q_h, k_h, v_h = (
+        (x @ w.T + b).view(2, 6, 4, 4).transpose(1, 2) for w, b in zip(weights, biases, strict=True)
+    )  # (B, H, T, D)
+    per_head, _ = notes_attention(q_h, k_h, v_h, mask=~kpm.view(2, 1, 1, 6))
+    expected = mha.out_proj(per_head.transpose(1, 2).reshape(2, 6, 16))
+    assert_close(mha(x, x, x, key_padding_mask=kpm)[0], expected, **TOL)
+    # Handing our mask to the notes' function unchanged attends to exactly the padded keys instead.
+    _, w_swapped = notes_attention(q, k, v, mask=blocked)
+    assert torch.all(w_swapped[1][..., :2] < 1e-6) and torch.allclose(
+        w_swapped[1][..., 2:].sum(-1), torch.ones(3, 4)
+    )
+    # A query with no key: the notes' -1e9 gives uniform weights over the blocked keys; ours gives 0.
+    none = torch.zeros(1, 1, 1, 6, dtype=torch.bool)
+    assert_close(notes_attention(q, k, v, mask=none)[1], torch.full((2, 3, 4, 6), 1 / 6), **TOL)
+    assert torch.equal(scaled_dot_product_attention_with_weights(q, k, v, none)[1], torch.zeros(2, 3, 4, 6))

@@ -9,6 +9,7 @@ from torch.testing import assert_close
 from nnatlas.layers import (
     LearnedPositionalEncoding,
     SinusoidalPositionalEncoding,
+    Transformer,
     TransformerDecoder,
     TransformerDecoderLayer,
     TransformerEncoder,
@@ -25,7 +26,7 @@ def _layers(kind, norm_first, activation="relu"):
     ref_cls = torch.nn.TransformerEncoderLayer if kind == "encoder" else torch.nn.TransformerDecoderLayer
     our_cls = TransformerEncoderLayer if kind == "encoder" else TransformerDecoderLayer
     ref = ref_cls(D, H, FF, dropout=0.0, activation=activation, batch_first=True, norm_first=norm_first)
-    ours = our_cls(D, H, FF, dropout=0.0, activation=activation, norm_first=norm_first)
+    ours = our_cls(D, H, FF, dropout=0.0, activation=activation, batch_first=True, norm_first=norm_first)
     ours.load_state_dict(ref.state_dict(), strict=True)
     return ref, ours
 
@@ -89,10 +90,14 @@ def test_stacks_equal_torch_and_load_strict(norm_first):
         norm=torch.nn.LayerNorm(D),
     )
     enc = TransformerEncoder(
-        TransformerEncoderLayer(D, H, FF, 0.0, norm_first=norm_first), 3, torch.nn.LayerNorm(D)
+        TransformerEncoderLayer(D, H, FF, 0.0, batch_first=True, norm_first=norm_first),
+        3,
+        torch.nn.LayerNorm(D),
     )
     dec = TransformerDecoder(
-        TransformerDecoderLayer(D, H, FF, 0.0, norm_first=norm_first), 2, torch.nn.LayerNorm(D)
+        TransformerDecoderLayer(D, H, FF, 0.0, batch_first=True, norm_first=norm_first),
+        2,
+        torch.nn.LayerNorm(D),
     )
     enc.load_state_dict(ref_enc.state_dict(), strict=True)
     dec.load_state_dict(ref_dec.state_dict(), strict=True)
@@ -108,7 +113,8 @@ def test_stacks_equal_torch_and_load_strict(norm_first):
 
 @pytest.mark.parametrize("norm_first", [False, True])
 def test_decoder_with_cache_equals_full_recomputation(norm_first):
-    dec = TransformerDecoder(TransformerDecoderLayer(D, H, FF, 0.0, norm_first=norm_first), 2).eval()
+    layer = TransformerDecoderLayer(D, H, FF, 0.0, batch_first=True, norm_first=norm_first)
+    dec = TransformerDecoder(layer, 2).eval()
     tgt, mem = torch.randn(2, 6, D), torch.randn(2, 4, D)
     kpm = padding_mask(torch.tensor([4, 2]), 4)
     full = dec(tgt, mem, tgt_mask=causal_mask(6), memory_key_padding_mask=kpm)
@@ -116,6 +122,41 @@ def test_decoder_with_cache_equals_full_recomputation(norm_first):
     steps = [dec(tgt[:, t : t + 1], mem, memory_key_padding_mask=kpm, cache=cache) for t in range(6)]
     assert len(cache) == 6
     assert_close(torch.cat(steps, dim=1), full, **TOL)
+
+
+def test_decoder_cache_with_chunks_needs_the_lower_right_mask():
+    layer = TransformerDecoderLayer(D, H, FF, 0.0, batch_first=True)
+    dec = TransformerDecoder(layer, 2).eval()
+    tgt, mem = torch.randn(2, 7, D), torch.randn(2, 4, D)
+    full = dec(tgt, mem, tgt_mask=causal_mask(7))
+    cache = dec.new_cache()
+    chunks = []
+    for a, b in ((0, 3), (3, 4), (4, 7)):  # several new positions after the cached ones
+        mask = causal_mask(b - a, b, alignment="lower_right")  # (new, cached + new), aligned to the end
+        chunks.append(dec(tgt[:, a:b], mem, tgt_mask=mask, tgt_is_causal=True, cache=cache))
+    assert_close(torch.cat(chunks, dim=1), full, **TOL)
+    # torch's is_causal alignment (to the start of the keys) would hide the cached positions instead.
+    cache = dec.new_cache()
+    dec(tgt[:, :3], mem, tgt_mask=causal_mask(3), cache=cache)
+    upper = dec(tgt[:, 3:], mem, tgt_mask=causal_mask(4, 7, alignment="upper_left"), cache=cache)
+    assert not torch.allclose(upper, full[:, 3:], atol=1e-3)
+
+
+def test_transformer_loads_torch_state_dict_strictly_with_the_same_outputs():
+    torch.manual_seed(1)
+    ref = torch.nn.Transformer(D, H, 2, 2, FF, 0.0, batch_first=True)
+    torch.manual_seed(2)  # other initial weights: all of them must come from torch's state_dict
+    ours = Transformer(D, H, 2, 2, FF, 0.0, batch_first=True)
+    ours.load_state_dict(ref.state_dict(), strict=True)
+    assert list(ours.state_dict()) == list(ref.state_dict())
+    src, tgt = torch.randn(2, 6, D), torch.randn(2, 4, D)
+    mask = Transformer.generate_square_subsequent_mask(4)
+    assert torch.equal(mask, torch.nn.Transformer.generate_square_subsequent_mask(4))
+    kpm = padding_mask(torch.tensor([6, 3]), 6)
+    kw = {"tgt_mask": mask, "src_key_padding_mask": kpm, "memory_key_padding_mask": kpm}
+    assert_close(ours(src, tgt, **kw), ref(src, tgt, **kw), **TOL)
+    with pytest.raises(ValueError, match="same batch"):
+        ours(src, tgt[:1])
 
 
 def test_decoder_layer_is_causal_jacobian():

@@ -61,6 +61,18 @@ def test_cached_decoding_gives_exactly_the_tokens_of_full_recomputation(method, 
     assert cached.shape[0] == 3
 
 
+def test_decoding_a_chunk_after_the_cache_equals_the_full_pass():
+    # decode() aligns its causal mask to the end of the keys when positions are cached (lower right).
+    model = _model()
+    src, tgt = _src(), torch.randint(3, V, (3, 8))
+    memory, kpm = model.encode(src)
+    full = model.decode(tgt, memory, kpm)
+    cache = model.decoder.new_cache()
+    parts = [model.decode(tgt[:, a:b], memory, kpm, cache=cache) for a, b in ((0, 3), (3, 4), (4, 8))]
+    assert len(cache) == 8
+    torch.testing.assert_close(torch.cat(parts, dim=1), full, atol=1e-5, rtol=1e-5)
+
+
 def test_greedy_stops_at_the_end_token_and_pads_after_it():
     model = _model()
     src = _src()

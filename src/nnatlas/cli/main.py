@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from nnatlas import __version__
-from nnatlas.cli import attention_cmd, eval_cmd, inspect_cmd, models_cmd, train_cmd
+from nnatlas.cli import attention_cmd, eval_cmd, export_cmd, inspect_cmd, models_cmd, train_cmd
 from nnatlas.cli.common import ArgumentParser, UsageError, eprint
 
 
@@ -29,6 +29,7 @@ def build_parser() -> ArgumentParser:
     eval_cmd.add_parser(sub)
     inspect_cmd.add_parser(sub)
     attention_cmd.add_parser(sub)
+    export_cmd.add_parser(sub)
     return parser
 
 

@@ -15,8 +15,11 @@ WEIGHTS = ("final", "ema", "checkpoint")
 WEIGHT_FILES = {"final": "model.safetensors", "ema": "model_ema.safetensors", "checkpoint": "checkpoint.pt"}
 
 
-def read_run_config(folder: str | Path, *, flag: str = "RUN") -> dict[str, Any]:
-    """``folder/config.json`` as a dict; a missing or foreign file is a :class:`UsageError`."""
+def read_run_config(folder: str | Path, *, flag: str = "RUN", options: bool = True) -> dict[str, Any]:
+    """``folder/config.json`` as a dict; a missing or foreign file is a :class:`UsageError`.
+
+    ``options``: the config must hold the command-line options (to resume or rebuild the data).
+    """
     folder = Path(folder)
     path = folder / "config.json"
     if not folder.is_dir():
@@ -29,7 +32,7 @@ def read_run_config(folder: str | Path, *, flag: str = "RUN") -> dict[str, Any]:
         raise UsageError(f"{str(path)!r} is not valid JSON ({e})") from None
     if not isinstance(config, dict) or not isinstance(config.get("task"), str):
         raise UsageError(f"{str(path)!r} was not written by nnatlas train (no task)")
-    if not isinstance(config.get("cli"), dict):
+    if options and not isinstance(config.get("cli"), dict):
         raise UsageError(f"{str(path)!r} holds no command-line options (written by an older nnatlas?)")
     return config
 
@@ -42,13 +45,13 @@ def saved_args(config: dict[str, Any], **overrides: Any) -> argparse.Namespace:
     return argparse.Namespace(**{**base, **config["cli"], **overrides})
 
 
-def recipe_of(config: dict[str, Any]) -> Any:
+def recipe_of(config: dict[str, Any], folder: str | Path) -> Any:
     from nnatlas.cli.tasks import get_recipe
 
     try:
         return get_recipe(config["task"])
     except ValueError as e:
-        raise UsageError(str(e)) from None
+        raise UsageError(f"{str(Path(folder) / 'config.json')!r}: {e}") from None
 
 
 def read_weights(folder: str | Path, which: str) -> dict[str, Any]:
@@ -80,7 +83,7 @@ def load_run_model(folder: str | Path, which: str = "final") -> tuple[Any, dict[
     from nnatlas.engine import CheckpointError, load_model_state
     from nnatlas.models import create_model
 
-    config = read_run_config(folder)
+    config = read_run_config(folder, options=False)
     try:
         model = create_model(config["model"], **model_kwargs(config))
     except (KeyError, ValueError, TypeError) as e:

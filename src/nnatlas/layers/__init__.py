@@ -10,6 +10,7 @@ from nnatlas.layers.attention import (
     padding_mask,
     record_attention,
     scaled_dot_product_attention,
+    scaled_dot_product_attention_with_weights,
 )
 from nnatlas.layers.conv import (
     ConvNormAct,
@@ -49,6 +50,7 @@ from nnatlas.layers.transformer import (
     DecoderCache,
     LearnedPositionalEncoding,
     SinusoidalPositionalEncoding,
+    Transformer,
     TransformerDecoder,
     TransformerDecoderLayer,
     TransformerEncoder,
@@ -85,6 +87,7 @@ __all__ = [
     "PadShortcut",
     "SinusoidalPositionalEncoding",
     "Swish",
+    "Transformer",
     "TransformerDecoder",
     "TransformerDecoderLayer",
     "TransformerEncoder",
@@ -106,5 +109,6 @@ __all__ = [
     "record_attention",
     "same_padding",
     "scaled_dot_product_attention",
+    "scaled_dot_product_attention_with_weights",
     "upsampling_conv_transpose2d",
 ]

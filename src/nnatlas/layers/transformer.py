@@ -1,4 +1,4 @@
-"""Transformer encoder and decoder layers, their stacks, and positional encodings.
+"""Transformer encoder and decoder layers, their stacks, the whole encoder-decoder, positional encodings.
 
 Vaswani et al., "Attention Is All You Need" (2017), section 3.1: an encoder layer is self-attention then
 a position-wise feed-forward network, each wrapped in "Add & Norm", ``LayerNorm(x + Sublayer(x))``
@@ -8,10 +8,16 @@ so that position ``i`` only sees positions ``<= i``. ``norm_first=True`` gives t
 ``x + Sublayer(LayerNorm(x))`` (Xiong et al., "On Layer Normalization in the Transformer Architecture",
 2020), which trains without a warm-up.
 
-The layers have the parameter names and numbers of ``torch.nn.TransformerEncoderLayer`` /
-``torch.nn.TransformerDecoderLayer`` (``self_attn``, ``multihead_attn``, ``linear1``, ``linear2``,
-``norm1..3``): their ``state_dict`` loads with ``strict=True``. ``batch_first=True`` is the default here.
-Masks follow :mod:`nnatlas.layers.attention` (boolean ``True`` = blocked, or additive float).
+Drop-in replacements for ``torch.nn.TransformerEncoderLayer`` / ``TransformerDecoderLayer`` /
+``TransformerEncoder`` / ``TransformerDecoder`` / ``Transformer``: the same signatures (positional order
+and defaults, ``batch_first=False`` included; our additions keyword-only after them), the same parameter
+names and ``state_dict`` keys (``self_attn``, ``multihead_attn``, ``linear1``, ``linear2``, ``norm1..3``,
+``encoder.*``, ``decoder.*``), the same initial parameters for the same seed, and the same outputs.
+Masks follow ``torch.nn.Transformer`` (boolean ``True`` = blocked, or additive float; see
+:mod:`nnatlas.layers.attention`). Two differences, both outside what torch computes: a fully masked query
+gives the output projection's bias instead of NaN, and the encoder never packs a padded batch into a
+nested tensor (torch's inference fast path returns 0 at padded positions there; ours computes them, and
+they never influence the other positions).
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import copy
 import math
 from collections.abc import Callable
 from functools import partial
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -31,6 +38,7 @@ __all__ = [
     "DecoderCache",
     "LearnedPositionalEncoding",
     "SinusoidalPositionalEncoding",
+    "Transformer",
     "TransformerDecoder",
     "TransformerDecoderLayer",
     "TransformerEncoder",
@@ -50,6 +58,21 @@ def _activation(activation: str | Callable[[Tensor], Tensor]) -> Callable[[Tenso
     return _ACTIVATIONS[activation]
 
 
+def _norms(
+    d_model: int,
+    eps: float,
+    bias: bool,
+    norm_layer: Callable[[int], nn.Module] | None,
+    factory: dict[str, Any],
+) -> Callable[[], nn.Module]:
+    """A maker of one norm: ``LayerNorm(d_model, eps, bias)`` as torch, or ``norm_layer(d_model)``."""
+    if norm_layer is None:
+        return partial(nn.LayerNorm, d_model, eps=eps, bias=bias, **factory)
+    if factory["device"] is None and factory["dtype"] is None:
+        return partial(norm_layer, d_model)
+    return lambda: norm_layer(d_model).to(**factory)
+
+
 class TransformerEncoderLayer(nn.Module):
     """Self-attention and a feed-forward network, each with a residual connection and layer norm.
 
@@ -59,8 +82,17 @@ class TransformerEncoderLayer(nn.Module):
         x = norm2(x + dropout2(linear2(dropout(activation(linear1(x))))))
 
     pre-norm (``norm_first=True``): ``x = x + dropout1(self_attn(norm1(x)))``, then
-    ``x = x + dropout2(ffn(norm2(x)))``. Input and output ``(B, T, d_model)``.
-    ``norm_layer(d_model)`` builds each norm (default ``LayerNorm(d_model, eps=layer_norm_eps)``).
+    ``x = x + dropout2(ffn(norm2(x)))``.
+
+    **Arguments** (``torch.nn.TransformerEncoderLayer``'s): ``d_model``, ``nhead``, ``dim_feedforward``,
+    ``dropout``, ``activation`` (``"relu"``, ``"gelu"`` or a callable), ``layer_norm_eps``,
+    ``batch_first`` (default ``False``), ``norm_first``, ``bias``, ``device``, ``dtype``; ours,
+    keyword-only: ``norm_layer(d_model)`` builds each norm instead of ``LayerNorm(d_model, eps, bias)``.
+
+    **Forward:** ``src`` ``(S, B, d_model)`` (``(B, S, d_model)`` with ``batch_first``, ``(S, d_model)``
+    unbatched), ``src_mask`` ``(S, S)`` or ``(B * nhead, S, S)``, ``src_key_padding_mask`` ``(B, S)``,
+    ``is_causal`` (a hint that ``src_mask`` is causal; without a mask, the causal mask is applied).
+    **Returns** the same shape as ``src``.
     """
 
     def __init__(
@@ -69,28 +101,35 @@ class TransformerEncoderLayer(nn.Module):
         nhead: int,
         dim_feedforward: int = 2048,
         dropout: float = 0.1,
-        activation: str | Callable[[Tensor], Tensor] = "relu",
+        activation: str | Callable[[Tensor], Tensor] = F.relu,
         layer_norm_eps: float = 1e-5,
-        batch_first: bool = True,
+        batch_first: bool = False,
         norm_first: bool = False,
         bias: bool = True,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
         *,
         norm_layer: Callable[[int], nn.Module] | None = None,
     ) -> None:
         super().__init__()
-        norm_layer = norm_layer or partial(nn.LayerNorm, eps=layer_norm_eps, bias=bias)
+        factory = {"device": device, "dtype": dtype}
+        norm = _norms(d_model, layer_norm_eps, bias, norm_layer, factory)
+        # Built in torch's order, so that the same seed gives the same initial parameters.
         self.self_attn = MultiheadAttention(
-            d_model, nhead, dropout=dropout, bias=bias, batch_first=batch_first
+            d_model, nhead, dropout=dropout, bias=bias, batch_first=batch_first, **factory
         )
-        self.linear1 = nn.Linear(d_model, dim_feedforward, bias=bias)
+        self.linear1 = nn.Linear(d_model, dim_feedforward, bias=bias, **factory)
         self.dropout = nn.Dropout(dropout)
-        self.linear2 = nn.Linear(dim_feedforward, d_model, bias=bias)
+        self.linear2 = nn.Linear(dim_feedforward, d_model, bias=bias, **factory)
         self.norm_first = norm_first
-        self.norm1 = norm_layer(d_model)
-        self.norm2 = norm_layer(d_model)
+        self.norm1 = norm()
+        self.norm2 = norm()
         self.dropout1 = nn.Dropout(dropout)
         self.dropout2 = nn.Dropout(dropout)
         self.activation = _activation(activation)
+        relu = self.activation is F.relu or isinstance(self.activation, nn.ReLU)
+        gelu = self.activation is F.gelu or isinstance(self.activation, nn.GELU)
+        self.activation_relu_or_gelu = 1 if relu else 2 if gelu else 0  # as torch records it
 
     def forward(
         self,
@@ -127,9 +166,15 @@ class TransformerDecoderLayer(nn.Module):
         x = norm2(x + dropout2(multihead_attn(x, memory, memory)))   # queries: decoder; keys/values: encoder
         x = norm3(x + dropout3(ffn(x)))
 
-    pre-norm (``norm_first=True``) normalises each sublayer's input instead. ``tgt`` ``(B, T, d_model)``,
-    ``memory`` ``(B, S, d_model)`` -> ``(B, T, d_model)``. With ``cache=(self_cache, cross_cache)``
-    (:class:`~nnatlas.layers.attention.KVCache`, the second static), ``tgt`` holds only the new tokens.
+    pre-norm (``norm_first=True``) normalises each sublayer's input instead.
+
+    **Arguments:** those of :class:`TransformerEncoderLayer` (``torch.nn.TransformerDecoderLayer``'s).
+
+    **Forward:** ``tgt`` ``(T, B, d_model)`` (``(B, T, d_model)`` with ``batch_first``, ``(T, d_model)``
+    unbatched), ``memory`` ``(S, B, d_model)``; ``tgt_mask`` ``(T, T)``, ``memory_mask`` ``(T, S)``, the
+    key padding masks ``(B, T)`` / ``(B, S)``, the ``*_is_causal`` hints; ours, keyword-only:
+    ``cache=(self_cache, cross_cache)`` (:class:`~nnatlas.layers.attention.KVCache`, the second static),
+    with which ``tgt`` holds only the new tokens. **Returns** the shape of ``tgt``.
     """
 
     def __init__(
@@ -138,29 +183,31 @@ class TransformerDecoderLayer(nn.Module):
         nhead: int,
         dim_feedforward: int = 2048,
         dropout: float = 0.1,
-        activation: str | Callable[[Tensor], Tensor] = "relu",
+        activation: str | Callable[[Tensor], Tensor] = F.relu,
         layer_norm_eps: float = 1e-5,
-        batch_first: bool = True,
+        batch_first: bool = False,
         norm_first: bool = False,
         bias: bool = True,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
         *,
         norm_layer: Callable[[int], nn.Module] | None = None,
     ) -> None:
         super().__init__()
-        norm_layer = norm_layer or partial(nn.LayerNorm, eps=layer_norm_eps, bias=bias)
-        self.self_attn = MultiheadAttention(
-            d_model, nhead, dropout=dropout, bias=bias, batch_first=batch_first
+        factory = {"device": device, "dtype": dtype}
+        norm = _norms(d_model, layer_norm_eps, bias, norm_layer, factory)
+        attention = partial(
+            MultiheadAttention, d_model, nhead, dropout=dropout, bias=bias, batch_first=batch_first, **factory
         )
-        self.multihead_attn = MultiheadAttention(
-            d_model, nhead, dropout=dropout, bias=bias, batch_first=batch_first
-        )
-        self.linear1 = nn.Linear(d_model, dim_feedforward, bias=bias)
+        self.self_attn = attention()
+        self.multihead_attn = attention()
+        self.linear1 = nn.Linear(d_model, dim_feedforward, bias=bias, **factory)
         self.dropout = nn.Dropout(dropout)
-        self.linear2 = nn.Linear(dim_feedforward, d_model, bias=bias)
+        self.linear2 = nn.Linear(dim_feedforward, d_model, bias=bias, **factory)
         self.norm_first = norm_first
-        self.norm1 = norm_layer(d_model)
-        self.norm2 = norm_layer(d_model)
-        self.norm3 = norm_layer(d_model)
+        self.norm1 = norm()
+        self.norm2 = norm()
+        self.norm3 = norm()
         self.dropout1 = nn.Dropout(dropout)
         self.dropout2 = nn.Dropout(dropout)
         self.dropout3 = nn.Dropout(dropout)
@@ -247,26 +294,41 @@ def _clones(layer: nn.Module, n: int) -> nn.ModuleList:
 class TransformerEncoder(nn.Module):
     """``num_layers`` copies of ``encoder_layer`` applied in turn, then the optional ``norm``.
 
-    The ``state_dict`` keys (``layers.0.self_attn.in_proj_weight``, ..., ``norm.weight``) are those of
-    ``torch.nn.TransformerEncoder``. ``(B, S, d_model) -> (B, S, d_model)``.
+    ``torch.nn.TransformerEncoder``'s signature and ``state_dict`` keys (``layers.0.self_attn.in_proj_weight``,
+    ..., ``norm.weight``). ``enable_nested_tensor`` and ``mask_check`` are accepted and kept as attributes;
+    this encoder never packs a padded batch into a nested tensor (``use_nested_tensor`` is ``False``), so
+    every position of the output is computed: where torch's inference fast path returns 0 (before
+    ``norm``) at padded positions, ours returns the layers' output, and the non-padded positions agree.
+    Forward: ``src``, ``mask``, ``src_key_padding_mask``, ``is_causal`` as in
+    :class:`TransformerEncoderLayer`.
     """
 
-    def __init__(self, encoder_layer: nn.Module, num_layers: int, norm: nn.Module | None = None) -> None:
+    def __init__(
+        self,
+        encoder_layer: nn.Module,
+        num_layers: int,
+        norm: nn.Module | None = None,
+        enable_nested_tensor: bool = True,
+        mask_check: bool = True,
+    ) -> None:
         super().__init__()
         self.layers = _clones(encoder_layer, num_layers)
         self.num_layers = num_layers
         self.norm = norm
+        self.enable_nested_tensor = enable_nested_tensor
+        self.use_nested_tensor = False
+        self.mask_check = mask_check
 
     def forward(
         self,
         src: Tensor,
         mask: Tensor | None = None,
         src_key_padding_mask: Tensor | None = None,
-        is_causal: bool = False,
+        is_causal: bool | None = None,
     ) -> Tensor:
         x = src
         for layer in self.layers:
-            x = layer(x, src_mask=mask, src_key_padding_mask=src_key_padding_mask, is_causal=is_causal)
+            x = layer(x, src_mask=mask, src_key_padding_mask=src_key_padding_mask, is_causal=bool(is_causal))
         return x if self.norm is None else self.norm(x)
 
 
@@ -293,10 +355,11 @@ class DecoderCache:
 class TransformerDecoder(nn.Module):
     """``num_layers`` copies of ``decoder_layer`` applied in turn, then the optional ``norm``.
 
-    The ``state_dict`` keys are those of ``torch.nn.TransformerDecoder``. ``tgt`` ``(B, T, d_model)``,
-    ``memory`` ``(B, S, d_model)`` -> ``(B, T, d_model)``. With ``cache`` (from :meth:`new_cache`), each
-    call passes only the new target positions; earlier keys/values are reused (the self-attention of the
-    new positions is causal with respect to the cached ones when ``tgt_is_causal=True``).
+    ``torch.nn.TransformerDecoder``'s signature and ``state_dict`` keys. Forward as
+    :class:`TransformerDecoderLayer`; ours, keyword-only: ``cache`` (from :meth:`new_cache`), with which
+    each call passes only the new target positions and earlier keys/values are reused. The new positions
+    follow the cached ones: give them a causal ``tgt_mask`` aligned to the end of the keys,
+    ``causal_mask(T, len(cache) + T, alignment="lower_right")``, when there is more than one.
     """
 
     def __init__(self, decoder_layer: nn.Module, num_layers: int, norm: nn.Module | None = None) -> None:
@@ -316,7 +379,7 @@ class TransformerDecoder(nn.Module):
         memory_mask: Tensor | None = None,
         tgt_key_padding_mask: Tensor | None = None,
         memory_key_padding_mask: Tensor | None = None,
-        tgt_is_causal: bool = False,
+        tgt_is_causal: bool | None = None,
         memory_is_causal: bool = False,
         *,
         cache: DecoderCache | None = None,
@@ -332,11 +395,124 @@ class TransformerDecoder(nn.Module):
                 memory_mask=memory_mask,
                 tgt_key_padding_mask=tgt_key_padding_mask,
                 memory_key_padding_mask=memory_key_padding_mask,
-                tgt_is_causal=tgt_is_causal,
+                tgt_is_causal=bool(tgt_is_causal),
                 memory_is_causal=memory_is_causal,
                 **({} if cache is None else {"cache": cache.layers[i]}),
             )
         return x if self.norm is None else self.norm(x)
+
+
+class Transformer(nn.Module):
+    """The encoder-decoder Transformer of Vaswani et al. (2017): ``torch.nn.Transformer``'s drop-in.
+
+    An encoder of ``num_encoder_layers`` :class:`TransformerEncoderLayer` and a decoder of
+    ``num_decoder_layers`` :class:`TransformerDecoderLayer`, each closed by a ``LayerNorm``; every
+    parameter with more than one dimension is re-initialised Xavier-uniform, as torch does. Same
+    signature, ``state_dict`` keys (``encoder.*``, ``decoder.*``) and numbers as ``torch.nn.Transformer``;
+    ``custom_encoder`` / ``custom_decoder`` replace the stacks. The input embedding, positional encoding
+    and output projection are not part of it (see :class:`nnatlas.models.seq2seq.TransformerSeq2Seq`).
+
+    **Forward:** ``src`` ``(S, B, d_model)``, ``tgt`` ``(T, B, d_model)`` (batch first with
+    ``batch_first``, or unbatched ``(S, d_model)`` / ``(T, d_model)``), the masks of
+    :class:`TransformerEncoder` and :class:`TransformerDecoder`. **Returns** ``(T, B, d_model)``.
+    """
+
+    def __init__(
+        self,
+        d_model: int = 512,
+        nhead: int = 8,
+        num_encoder_layers: int = 6,
+        num_decoder_layers: int = 6,
+        dim_feedforward: int = 2048,
+        dropout: float = 0.1,
+        activation: str | Callable[[Tensor], Tensor] = F.relu,
+        custom_encoder: Any | None = None,
+        custom_decoder: Any | None = None,
+        layer_norm_eps: float = 1e-5,
+        batch_first: bool = False,
+        norm_first: bool = False,
+        bias: bool = True,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        factory = {"device": device, "dtype": dtype}
+        args = (
+            d_model,
+            nhead,
+            dim_feedforward,
+            dropout,
+            activation,
+            layer_norm_eps,
+            batch_first,
+            norm_first,
+            bias,
+        )
+        if custom_encoder is not None:
+            self.encoder = custom_encoder
+        else:
+            norm = nn.LayerNorm(d_model, eps=layer_norm_eps, bias=bias, **factory)
+            self.encoder = TransformerEncoder(
+                TransformerEncoderLayer(*args, **factory), num_encoder_layers, norm
+            )
+        if custom_decoder is not None:
+            self.decoder = custom_decoder
+        else:
+            norm = nn.LayerNorm(d_model, eps=layer_norm_eps, bias=bias, **factory)
+            self.decoder = TransformerDecoder(
+                TransformerDecoderLayer(*args, **factory), num_decoder_layers, norm
+            )
+        self._reset_parameters()
+        self.d_model, self.nhead, self.batch_first = d_model, nhead, batch_first
+
+    def _reset_parameters(self) -> None:
+        for p in self.parameters():
+            if p.dim() > 1:
+                nn.init.xavier_uniform_(p)
+
+    @staticmethod
+    def generate_square_subsequent_mask(
+        sz: int, device: torch.device | str | None = None, dtype: torch.dtype | None = None
+    ) -> Tensor:
+        """Float ``(sz, sz)`` causal mask: ``-inf`` above the diagonal (the future), 0 elsewhere."""
+        return torch.triu(torch.full((sz, sz), float("-inf"), dtype=dtype, device=device), diagonal=1)
+
+    def forward(
+        self,
+        src: Tensor,
+        tgt: Tensor,
+        src_mask: Tensor | None = None,
+        tgt_mask: Tensor | None = None,
+        memory_mask: Tensor | None = None,
+        src_key_padding_mask: Tensor | None = None,
+        tgt_key_padding_mask: Tensor | None = None,
+        memory_key_padding_mask: Tensor | None = None,
+        src_is_causal: bool | None = None,
+        tgt_is_causal: bool | None = None,
+        memory_is_causal: bool = False,
+    ) -> Tensor:
+        batch = 0 if self.batch_first else 1
+        if src.dim() == 3 and (tgt.dim() != 3 or src.shape[batch] != tgt.shape[batch]):
+            raise ValueError(
+                f"src and tgt must hold the same batch; got shapes {tuple(src.shape)} and {tuple(tgt.shape)}"
+            )
+        if src.shape[-1] != self.d_model or tgt.shape[-1] != self.d_model:
+            raise ValueError(
+                f"src and tgt must have d_model={self.d_model} features; got {src.shape[-1]} and {tgt.shape[-1]}"
+            )
+        memory = self.encoder(
+            src, mask=src_mask, src_key_padding_mask=src_key_padding_mask, is_causal=src_is_causal
+        )
+        return self.decoder(
+            tgt,
+            memory,
+            tgt_mask=tgt_mask,
+            memory_mask=memory_mask,
+            tgt_key_padding_mask=tgt_key_padding_mask,
+            memory_key_padding_mask=memory_key_padding_mask,
+            tgt_is_causal=tgt_is_causal,
+            memory_is_causal=memory_is_causal,
+        )
 
 
 def _check_positions(x: Tensor, offset: int, max_len: int, d_model: int) -> None:

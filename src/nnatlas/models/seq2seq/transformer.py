@@ -5,6 +5,10 @@ encoder stack, a decoder stack with causal self-attention and cross-attention, a
 projection that may share its weight with the target embedding (section 3.4). :meth:`TransformerSeq2Seq.generate`
 decodes one token at a time, greedily or with beam search, until every sequence has produced the end
 token, reusing the keys and values of earlier steps (:class:`~nnatlas.layers.DecoderCache`).
+
+The model is traceable as one graph: ``torch.compile(fullgraph=True)``, ``torch.export`` and the ONNX
+exporter capture :meth:`TransformerSeq2Seq.forward` (the token-id range check runs in eager mode only,
+since it reads tensor values).
 """
 
 from __future__ import annotations
@@ -41,6 +45,13 @@ class TransformerSeq2Seq(nn.Module):
     position. Source positions equal to ``pad_id`` are masked as keys. Padded target positions need no
     mask: the causal mask already hides them from every earlier position, and their own predictions are
     ignored by the loss.
+
+    **Pre-norm by default.** The paper (section 3.1) and the course notes ("Add & Norm": the sum ``a + b``
+    goes into the norm) place each layer norm after its residual sum, ``LayerNorm(x + Sublayer(x))``
+    (post-norm); this model defaults to ``norm_first=True``, ``x + Sublayer(LayerNorm(x))``, with a final
+    norm closing each stack, because pre-norm trains stably without the learning-rate warm-up that
+    post-norm needs (Xiong et al., "On Layer Normalization in the Transformer Architecture", 2020).
+    ``norm_first=False`` gives the paper's post-norm layers.
 
     Token ids outside ``[0, vocab_size)`` and sequences longer than ``max_len`` raise ``ValueError``.
     """
@@ -89,6 +100,7 @@ class TransformerSeq2Seq(nn.Module):
             "dim_feedforward": dim_feedforward,
             "dropout": dropout,
             "activation": activation,
+            "batch_first": True,
             "norm_first": norm_first,
             "norm_layer": norm_layer,
         }
@@ -114,6 +126,8 @@ class TransformerSeq2Seq(nn.Module):
             raise ValueError(
                 f"{name} has {x.shape[1]} positions; the positional table holds max_len={self.max_len}"
             )
+        if torch.compiler.is_compiling() or torch.jit.is_tracing():
+            return  # the range check reads values: eager mode only
         if x.numel() and (int(x.min()) < 0 or int(x.max()) >= vocab):
             raise ValueError(
                 f"{name} token ids must lie in [0, {vocab}); got values in [{int(x.min())}, {int(x.max())}]"
@@ -146,7 +160,10 @@ class TransformerSeq2Seq(nn.Module):
         x = self.dropout(
             self.tgt_pos(self.tgt_embed(tgt) * math.sqrt(self.d_model), offset=offset)
         )  # (B, T, E)
-        mask = causal_mask(T, offset + T, device=tgt.device)  # (T, offset + T), True = future
+        # The new positions follow the `offset` cached ones: the causal mask is aligned to the end of the keys.
+        mask = causal_mask(
+            T, offset + T, alignment="lower_right", device=tgt.device
+        )  # (T, offset + T), True = future
         y = self.decoder(
             x,
             memory,
@@ -281,7 +298,12 @@ def transformer_seq2seq(
     tie_embeddings: bool = True,
     **kwargs,
 ) -> TransformerSeq2Seq:
-    """Encoder-decoder Transformer (Vaswani et al. 2017) over token ids, greedy and beam decoding."""
+    """Encoder-decoder Transformer (Vaswani et al. 2017) over token ids, greedy and beam decoding.
+
+    Pre-norm layers by default (``norm_first=True``), where the paper and the course notes use post-norm
+    (``norm_first=False``): pre-norm trains without a learning-rate warm-up (Xiong et al. 2020). See
+    :class:`TransformerSeq2Seq`.
+    """
     return TransformerSeq2Seq(
         src_vocab_size=vocab_size,
         tgt_vocab_size=tgt_vocab_size,
