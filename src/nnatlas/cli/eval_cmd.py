@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(str(e)) from None
     run_dir = Path(args.run_dir)
     config = read_run_config(run_dir, flag="RUN_DIR")
-    recipe = recipe_of(config)
+    recipe = recipe_of(config, run_dir)
     from torch.utils.data import DataLoader
 
     from nnatlas.engine import (
@@ -64,7 +64,10 @@ def run(args: argparse.Namespace) -> int:
     try:
         device = resolve_device(args.device)
         check_amp(args.amp, device)
-        built = recipe.build(saved_args(config, **overrides))
+        try:
+            built = recipe.build(saved_args(config, **overrides))
+        except (ValueError, TypeError) as e:
+            raise ValueError(f"the run in {str(run_dir)!r} cannot be rebuilt from its config.json: {e}") from None
         state = read_weights(run_dir, args.weights)
         load_model_state(built.model, state, run_dir / WEIGHT_FILES[args.weights])
     except (ValueError, TypeError, CheckpointError) as e:

@@ -204,14 +204,14 @@ def _train(recipe: Recipe, args: argparse.Namespace, config: Any, state: Any) ->
     )
     from nnatlas.engine.distributed import destroy_distributed, dist_info, init_distributed
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
     try:
         init_distributed(config.device)
         built = recipe.build(args)
         run_dir = _run_dir(args, recipe.default_name(args))
     except (ValueError, TypeError, RunDirError) as e:
         raise UsageError(str(e)) from None
+    if args.threads:
+        torch.set_num_threads(args.threads)
     world = dist_info()
     if state is not None and world.is_main:
         remove_stale_temporaries(run_dir)
@@ -253,7 +253,7 @@ def _train(recipe: Recipe, args: argparse.Namespace, config: Any, state: Any) ->
                 extra_config=extra,
                 collate_fn=built.collate_fn,
             )
-            trainer.fit(resume=state)
+            trainer.fit(resume=state, source=None if state is None else run_dir / "checkpoint.pt")
     except TrainingInterrupted as e:
         if world.is_main:
             eprint(f"nnatlas: {e}; continue with: nnatlas train {recipe.name} --resume {run_dir}")
@@ -262,7 +262,7 @@ def _train(recipe: Recipe, args: argparse.Namespace, config: Any, state: Any) ->
         if world.is_main:
             eprint(f"nnatlas: diverged: {e}")
         return 1
-    except CheckpointError as e:
+    except (CheckpointError, RunDirError) as e:  # a damaged file in the run folder being resumed
         raise UsageError(str(e)) from None
     finally:
         trainer = None  # the DDP-wrapped model goes before the process group  # noqa: F841

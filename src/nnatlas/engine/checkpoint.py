@@ -58,6 +58,10 @@ def read_torch_file(path: str | os.PathLike, *, map_location: Any = "cpu") -> An
     if path.stat().st_size == 0:
         raise CheckpointError(f"{str(path)!r} is empty")
     if not zipfile.is_zipfile(path):
+        with open(path, "rb") as f:
+            zip_start = f.read(4) == b"PK\x03\x04"
+        if zip_start:  # a zip archive whose end (the central directory) is missing
+            raise CheckpointError(f"{str(path)!r} is truncated or damaged (no end of archive)")
         raise CheckpointError(f"{str(path)!r} is not a PyTorch checkpoint (not a torch.save zip archive)")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)

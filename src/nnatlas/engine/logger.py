@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from nnatlas.engine.runs import append_jsonl, atomic_write_bytes, json_line, json_record, read_jsonl
+from nnatlas.engine.runs import RunDirError, append_jsonl, atomic_write_bytes, json_line, json_record, read_jsonl
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,10 @@ class MetricsLogger:
     def restore(self, before_epoch: int) -> list[dict[str, Any]]:
         """Rows of the epochs before ``before_epoch``; later rows (written after the checkpoint being
         resumed from) are dropped from both files, so a resumed run never repeats an epoch's row."""
-        rows = read_jsonl(self.jsonl) if self.jsonl.exists() else []  # drops a partial last line
+        try:
+            rows = read_jsonl(self.jsonl) if self.jsonl.exists() else []  # drops a partial last line
+        except ValueError as e:  # a damaged line before the last: the run's history cannot be trusted
+            raise RunDirError(str(e)) from None
         rows = [r for r in rows if r.get("epoch", 0) < before_epoch]
         atomic_write_bytes(self.jsonl, "".join(json_line(r) for r in rows).encode())
         if rows:

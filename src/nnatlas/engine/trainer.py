@@ -397,15 +397,18 @@ class Trainer:
 
     # ---- fit: the whole run -------------------------------------------------------------------------
 
-    def fit(self, *, resume: str | Path | bool | dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    def fit(
+        self, *, resume: str | Path | bool | dict[str, Any] | None = None, source: str | Path | None = None
+    ) -> list[dict[str, Any]]:
         """Train to ``config.epochs``; returns the per-epoch records.
 
         ``resume``: a run folder (or ``True`` for ``run_dir``) whose checkpoint to continue from, or a
-        checkpoint already read with :func:`~nnatlas.engine.checkpoint.load_checkpoint`.
+        checkpoint already read with :func:`~nnatlas.engine.checkpoint.load_checkpoint` (``source``: its
+        file, named in errors).
         """
         set_determinism(self.config.seed, deterministic=self.config.deterministic)
         if isinstance(resume, dict):
-            self._resume_from(resume)
+            self._resume_from(resume, source=source or "the checkpoint")
         elif resume:
             self.resume(None if resume is True else resume)
         else:
