@@ -40,6 +40,21 @@ def test_models_lists_every_model_with_exact_parameter_count(nnatlas_exe):
             assert count == count_parameters(create_model(name)), name
 
 
+def test_models_keeps_one_line_per_model_in_80_columns(nnatlas_exe):
+    proc = subprocess.run(
+        [*nnatlas_exe, "models"], capture_output=True, text=True, env={"COLUMNS": "80", "PATH": ""}
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    rows = [line for line in lines if line.startswith("│ ")]
+    assert [r.split("│")[1].strip() for r in rows] == list_models()  # one line each, names never cut
+    wide = subprocess.run(
+        [*nnatlas_exe, "models", "--wide"], capture_output=True, text=True, env={"COLUMNS": "80", "PATH": ""}
+    )
+    assert len(wide.stdout.splitlines()) > len(lines)  # --wide wraps the descriptions
+
+
 def test_unknown_model_and_data_name_the_choices_closest_first(nnatlas_exe, tmp_path):
     line = assert_usage_error(run(nnatlas_exe, "train", "--model", "nosuchnet", cwd=tmp_path))
     assert "unknown model 'nosuchnet'" in line

@@ -16,6 +16,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("pattern", nargs="?", default="*", help="fnmatch pattern over model names (default: all)")
     p.add_argument("--task", choices=TASKS, help="only models of this task")
+    p.add_argument(
+        "--wide", action="store_true", help="the whole description, wrapped (default: one line per model)"
+    )
     p.set_defaults(func=run)
 
 
@@ -44,13 +47,21 @@ def run(args: argparse.Namespace) -> int:
     if not names:
         console.print(f"no registered model matches {args.pattern!r}")
         return 0
+    rows = [
+        (n, get_model_info(n).task, f"{parameter_count(n):,}", get_model_info(n).description) for n in names
+    ]
     table = Table(title=f"nnatlas models ({len(names)})")
-    table.add_column("name", style="bold", no_wrap=True)
-    table.add_column("task", no_wrap=True)
-    table.add_column("parameters", justify="right", no_wrap=True)
-    table.add_column("description", overflow="fold")
-    for name in names:
-        info = get_model_info(name)
-        table.add_row(name, info.task, f"{parameter_count(name):,}", info.description)
+    # Name, task and count are never cut: they take their full width, the description what is left.
+    widths = []
+    for i, (header, justify) in enumerate((("name", "left"), ("task", "left"), ("parameters", "right"))):
+        widths.append(max(len(header), *(len(r[i]) for r in rows)))
+        table.add_column(header, no_wrap=True, min_width=widths[-1], justify=justify)
+    if args.wide:
+        table.add_column("description", overflow="fold")
+    else:  # one line per model: 4 columns take 13 characters of borders and padding
+        room = max(12, console.width - sum(widths) - 13)
+        table.add_column("description", no_wrap=True, overflow="ellipsis", max_width=room)
+    for row in rows:
+        table.add_row(*row)
     console.print(table)
     return 0
