@@ -78,6 +78,7 @@ CKPT, WEIGHTS, CONFIG, METRICS = "checkpoint.pt", "model.safetensors", "config.j
 RESUME = ["train", "--resume", "{run}", "--epochs", "3"]
 EVAL = ["eval", "{run}", "--quiet"]
 EVAL_CKPT = ["eval", "{run}", "--weights", "checkpoint", "--quiet"]
+ATTENTION = ["attention", "{run}"]  # on a seq2seq run
 
 #: (what, file replaced, its new bytes from (folder, original bytes), command, what the message says)
 MALICIOUS = [
@@ -97,6 +98,9 @@ MALICIOUS = [
     ("safetensors of junk", WEIGHTS, lambda f, g: b"\x08\x00\x00\x00\x00\x00\x00\x00{junk!!}", EVAL, "not a readable safetensors file"),
     ("safetensors header of 2^60 bytes", WEIGHTS, lambda f, g: struct.pack("<Q", 1 << 60) + b"{}", EVAL, "not a readable safetensors file"),
     ("safetensors of another model", WEIGHTS, lambda f, g: _safetensors({"fc.weight": torch.zeros(2, 2)}), EVAL, "holds weights of another model: missing"),
+    ("truncated safetensors, through attention", WEIGHTS, lambda f, g: g[: len(g) - 100], ATTENTION, "truncated"),
+    ("safetensors of another model, through attention", WEIGHTS, lambda f, g: _safetensors({"fc.weight": torch.zeros(2, 2)}), ATTENTION, "holds weights of another model"),
+    ("checkpoint running os.system, through attention", CKPT, _zip_pickle, [*ATTENTION, "--weights", "checkpoint"], "holds objects other than tensors"),
     ("config that is not JSON", CONFIG, lambda f, g: b"{not json", EVAL, "is not valid JSON"),
     ("config that is a list", CONFIG, lambda f, g: b"[1, 2]", EVAL, "was not written by nnatlas train"),
     ("config of an unknown task", CONFIG, lambda f, g: g.replace(b'"task": "classification"', b'"task": "evil"'), EVAL, "unknown task 'evil'"),
