@@ -327,3 +327,166 @@ def test_a_global_gate_makes_the_field_unbounded():
     f = receptive_field(model, (1, 1, size, size)).final
     assert f.size == (3, 3) and not f.bounded
     assert set(row_supports(model, size, rows=[0, 8]).values()) == {(0, size - 1)}  # sees the whole image
+
+
+def test_swin_field_becomes_global_at_the_first_window_attention():
+    # Swin's patch embedding is a 4x4 convolution of stride 4; its first block then partitions the 56x56
+    # patches into 7x7 windows and attends within each (and the shifted windows of later blocks and the
+    # last stage's single 7x7 window spread that to the whole image). The field used to end "at a permute"
+    # with a misleading 32x32 window; it is the patch up to the first attention, and global from there.
+    with torch.device("meta"):
+        model = torchvision.models.swin_t()
+    rf = receptive_field(model, (1, 3, 224, 224))
+    patch = model.features[0][0]
+    assert rf.final_name == "features.0"
+    assert rf.final.size == tuple(patch.kernel_size) and rf.final.jump == tuple(patch.stride) == (4, 4)
+    assert (rf.global_at, rf.global_op) == ("features.1.0.attn", "aten.permute")  # the window partition
+    # no window is claimed after the attention: only the patch embedding and the norm before the attention
+    assert set(rf.layers) == {
+        "features.0.0",
+        "features.0.1",
+        "features.0.2",
+        "features.0",
+        "features.1.0.norm1",
+    }
+    assert "global from features.1.0.attn" in str(rf)
+
+
+def test_vit_field_is_the_patch_until_the_class_token_joins():
+    with torch.device("meta"):
+        model = torchvision.models.vit_b_16()
+    rf = receptive_field(model, (1, 3, 224, 224))
+    assert rf.final_name == "conv_proj" and rf.final.size == (16, 16) and rf.final.jump == (16, 16)
+    assert (rf.global_at, rf.global_op) == ("", "aten.cat")  # the class token, in the model's own forward
+
+
+def test_resnet_field_becomes_global_at_global_pooling():
+    with torch.device("meta"):
+        rf = receptive_field(torchvision.models.resnet50(), (1, 3, 224, 224))
+    assert rf.final_name == "layer4" and rf.global_at == "avgpool"
+
+
+class OutAndAux(nn.Module):
+    """Returns ``{"out", "aux"}`` as torchvision's segmentation models do; the auxiliary head runs last."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(1, 1, 3, padding=1)
+        self.head = nn.Sequential(nn.Conv2d(1, 1, 3, padding=1), nn.Conv2d(1, 1, 3, padding=1))
+        self.aux = nn.Conv2d(1, 1, 1)
+
+    def forward(self, x):
+        s = self.stem(x)
+        return {"out": self.head(s), "aux": self.aux(s)}
+
+
+class Out(nn.Module):
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        return self.model(x)["out"]
+
+
+def test_final_is_the_output_the_model_returns_not_the_last_module_to_finish():
+    model, size = positive(OutAndAux()), 16
+    rf = receptive_field(model, (1, 1, size, size))
+    assert rf.layers["aux"].size == (3, 3)  # the last module to finish: what .final used to be
+    assert rf.final_name == "" and rf.final.size == (7, 7)
+    for i, (lo, hi) in row_supports(Out(model), size, rows=[3, 8, 12]).items():
+        assert (lo, hi) == tuple(rf.final.interval((i, 0))[0])
+
+
+def test_fcn_with_auxiliary_head_reports_the_out_field():
+    # fcn_resnet50's classifier sees 443 px; the bilinear 8x upsampling to the input size mixes two
+    # neighbouring classifier outputs 8 px apart, so ``out`` sees 443 + 8; the auxiliary head (283 px),
+    # which runs last, used to be reported
+    with torch.device("meta"):
+        model = torchvision.models.segmentation.fcn_resnet50(
+            weights=None, weights_backbone=None, aux_loss=True
+        )
+    rf = receptive_field(model, (1, 3, 520, 520))
+    assert rf.layers["classifier"].size == (443, 443) and rf.layers["aux_classifier"].size == (283, 283)
+    assert rf.final_name == "" and rf.final.size == (443 + 8, 443 + 8) and rf.final.jump == (1, 1)
+
+
+class TwoInputs(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Conv2d(1, 1, 3, padding=1)
+        self.b = nn.Sequential(nn.Conv2d(1, 1, 5, padding=2), nn.Conv2d(1, 1, 3, padding=1))
+
+    def forward(self, x, y):
+        return self.a(x) + self.b(y)
+
+
+def supports(model, size, which):
+    """First and last input row of input ``which`` reaching output row ``i`` (middle column), per row."""
+    x = (torch.rand(1, 1, size, size, dtype=torch.float64) + 0.5).requires_grad_(True)
+    y = (torch.rand(1, 1, size, size, dtype=torch.float64) + 0.5).requires_grad_(True)
+    out = model(x, y)
+    result = {}
+    for i in (2, 7, 12):
+        (g,) = torch.autograd.grad(out[0, 0, i, size // 2], [x, y][which], retain_graph=True)
+        nz = (g[0, 0] != 0).any(1).nonzero().flatten()
+        result[i] = (int(nz.min()), int(nz.max()))
+    return result
+
+
+def test_every_input_starts_a_field_and_fields_say_which_inputs_they_cover():
+    # only the first tensor input used to be followed: the second input's branch had no field at all
+    model, size = positive(TwoInputs()), 16
+    x, y = (torch.randn(1, 1, size, size, dtype=torch.float64) for _ in range(2))
+    for inputs, names in [((x, y), (0, 1)), ({"x": x, "y": y}, ("x", "y"))]:
+        rf = receptive_field(model, inputs=inputs)
+        assert rf.layers["a"].inputs == (names[0],) and rf.layers["b"].inputs == (names[1],)
+        assert rf.layers["a"].size == (3, 3) and rf.layers["b"].size == (7, 7)
+        assert rf.final_name == "" and rf.final.inputs == names and rf.final.size == (7, 7)  # the union
+    for name, which in (("a", 0), ("b", 1)):
+        f = rf.layers[name]
+        for i, got in supports(model, size, which).items():
+            lo, hi = f.interval((i, 0))[0]
+            assert got == (max(0, lo), min(size - 1, hi)), (name, i)  # cut at the image border
+
+
+class Normalised(nn.Module):
+    def __init__(self, kind):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 2, 3, padding=1)
+        self.kind = kind
+        self.norm = nn.GroupNorm(1, 2)
+
+    def forward(self, x):
+        y = self.conv(x)
+        if self.kind == "group_norm":
+            return self.norm(y)
+        if self.kind == "softmax_over_width":
+            return y.softmax(dim=-1)
+        return y.flip(-1)
+
+
+def test_statistics_and_lines_over_positions_are_not_windows():
+    # group norm: each output keeps its 3x3 window, but the mean and deviation over every position weigh in;
+    # a softmax along the width or a flip makes an output depend on the whole line or the far end
+    size = 12
+    model = Normalised("group_norm").double().eval()
+    f = receptive_field(model, (1, 1, size, size)).final
+    assert f.size == (3, 3) and not f.bounded
+    assert set(row_supports(model, size, rows=[0, 6]).values()) == {(0, size - 1)}  # the whole image
+    for kind in ("softmax_over_width", "flip"):
+        rf = receptive_field(Normalised(kind), (1, 1, size, size))
+        assert (
+            rf.final_name == "conv" and rf.global_at == "" and rf.global_op in ("aten._softmax", "aten.flip")
+        )
+
+
+def test_local_response_norm_pools_over_channels_and_keeps_the_field():
+    # F.local_response_norm runs avg_pool3d over (channel, H, W) with a window over channels only.
+    from nnatlas.analysis import summary
+
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.LocalResponseNorm(5), nn.Conv2d(8, 4, 3, stride=2))
+    final = receptive_field(model, (1, 3, 17, 17)).final
+    assert final.size == (5, 5) and final.jump == (2, 2)
+    s = summary(model, (1, 3, 17, 17))
+    assert s.total_macs == 15 * 15 * 8 * 27 + 7 * 7 * 4 * 72  # the two convolutions; LRN is FLOPs only

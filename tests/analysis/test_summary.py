@@ -5,6 +5,7 @@ import csv
 import io
 import json
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -14,7 +15,13 @@ from hypothesis import strategies as st
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from nnatlas.analysis import ShapeError, summary
+from nnatlas.analysis import (
+    MetaDeviceError,
+    ShapeError,
+    register_module_counter,
+    register_op_counter,
+    summary,
+)
 
 # torchvision publishes, in each weights enum's meta, "num_params" and "_ops" (GFLOPS, which torchvision
 # documents as counting multiply-adds: ResNet-50 4.089, VGG-16 15.47, AlexNet 0.714). The published GoogLeNet
@@ -212,9 +219,13 @@ def test_formats():
         "trainable_params",
         "total_macs",
         "total_flops",
+        "partial",
+        "unsupported",
+        "upper_bound",
         "receptive_field",
         "layers",
     }
+    assert d["partial"] is False and d["unsupported"] == {} and d["upper_bound"] == {}
     assert d["receptive_field"]["size"] == [435, 435] and d["receptive_field"]["jump"] == [32, 32]
     rows = list(csv.DictReader(io.StringIO(s.to_csv())))
     assert len(rows) == len(s.rows) and rows[0]["name"] == "conv1" and rows[0]["output_shape"] == "1x64x32x32"
@@ -246,6 +257,18 @@ def test_bad_arguments():
         summary(nn.Linear(2, 2))
     with pytest.raises(ValueError, match="depth"):
         summary(nn.Linear(2, 2), (1, 2), depth=0)
+
+
+def test_input_size_takes_whole_floats_and_numpy_ints_and_rejects_the_rest():
+    # these used to fail with "TypeError: 'int' object is not iterable" from the error path
+    model = nn.Linear(2, 3)
+    reference = summary(model, (1, 2))
+    for size in [(1, 2.0), (np.int64(1), np.int32(2)), np.array([1, 2]), torch.Size([1, 2]), [(1.0, 2)]]:
+        s = summary(model, size)
+        assert s.input == [[1, 2]] and s.total_macs == reference.total_macs == 6
+    for bad in [(1, 2.5), (1, "2"), (1, 0), (1, -2), (1, True), [(1, 2), 3], (), "1,2", 3, (1, float("nan"))]:
+        with pytest.raises(ValueError, match="input_size must"):
+            summary(model, bad)
 
 
 class Kernel(nn.Module):
@@ -298,3 +321,165 @@ def test_padding_mask_fast_path_counts_the_real_tokens():
     got = summary(enc.eval(), inputs={"src": x, "src_key_padding_mask": mask}).total_macs
     per_layer = sum(mha_closed_form(1, n, n, e, h) + 2 * n * e * f for n in (4, 6))
     assert got == 2 * per_layer
+
+
+class Thresholded(nn.Module):
+    """Reads a value in its forward pass (``int(x.sum())``), which the meta device cannot give."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+
+    def forward(self, x):
+        y = self.conv(x)
+        return y[:, : 1 + int(y.abs().sum() > 0)]
+
+
+def test_a_meta_device_limitation_is_reported_as_such_not_as_a_shape_error():
+    # it used to be "ShapeError: input ... does not fit the model"
+    with torch.device("meta"):
+        model = Thresholded()
+    with pytest.raises(MetaDeviceError) as e:
+        summary(model, (1, 3, 8, 8))
+    assert not isinstance(e.value, ShapeError)
+    assert (
+        e.value.layer == ""
+        and "meta device" in str(e.value)
+        and "Build the model on a real device" in str(e.value)
+    )
+    assert summary(Thresholded(), (1, 3, 8, 8)).total_macs == 4 * 6 * 6 * 3 * 9  # fine on the CPU
+
+
+def test_data_dependent_operators_take_their_largest_output_on_meta():
+    # torch.nonzero on the meta device: every element counts as selected; the totals are an upper bound
+    class Select(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(4, 5)
+
+        def forward(self, x):
+            return self.fc(x[x[:, 0] > 0])  # boolean-mask indexing: data-dependent rows
+
+    x = torch.randn(6, 4)
+    x[:, 0] = torch.tensor([1.0, -1.0, 2.0, -2.0, 3.0, -3.0])
+    real = summary(Select(), inputs=x)
+    assert real.total_macs == 3 * 4 * 5 and real.upper_bound == {}
+    with torch.device("meta"):
+        meta = summary(Select(), (6, 4))
+    assert meta.total_macs == 6 * 4 * 5 and meta.upper_bound == {"aten.index": 1}
+    assert "upper bound" in str(meta)
+
+
+def lstm_macs(seq, batch, inputs, hidden, gates, layers=1, directions=1):
+    """Per step and sample: gates * hidden * (input + hidden) multiply-adds (x W_ih^T and h W_hh^T)."""
+    total, size = 0, inputs
+    for _ in range(layers):
+        total += directions * seq * batch * gates * hidden * (size + hidden)
+        size = hidden * directions
+    return total
+
+
+@pytest.mark.parametrize("device", ["cpu", "meta"])
+def test_recurrent_layers_count_their_gates(device):
+    # on the CPU an LSTM runs as one aten.mkldnn_rnn_layer kernel, which used to count 0 MACs silently
+    with torch.device(device):
+        lstm = nn.LSTM(32, 64)
+        gru = nn.GRU(32, 64, num_layers=2, bidirectional=True, batch_first=True)
+        rnn = nn.RNN(32, 64, nonlinearity="relu")
+    s = summary(lstm, (10, 2, 32))
+    assert s.total_macs == lstm_macs(10, 2, 32, 64, gates=4) == 491_520 and not s.unsupported
+    assert summary(gru, (2, 10, 32)).total_macs == lstm_macs(10, 2, 32, 64, 3, layers=2, directions=2)
+    assert summary(rnn, (10, 2, 32)).total_macs == lstm_macs(10, 2, 32, 64, gates=1)
+
+
+class Products(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.bilinear = nn.Bilinear(5, 6, 7)
+
+    def forward(self, x1, x2, m, v, c, b1, b2, i):
+        return self.bilinear(x1, x2).sum() + torch.addmv(c, m, v).sum() + torch.addbmm(i, b1, b2).sum()
+
+
+def test_bilinear_addmv_and_addbmm_are_counted():
+    # each counted 0 MACs with no warning before
+    shapes = [(3, 5), (3, 6), (4, 5), (5,), (4,), (3, 4, 5), (3, 5, 6), (4, 6)]
+    s = summary(Products(), inputs=tuple(torch.randn(*sh) for sh in shapes))
+    rows = {r.name: r for r in s.rows}
+    assert rows["bilinear"].macs == 3 * 7 * 5 * 6  # B * out * in1 * in2 (torch.nn.Bilinear's sum)
+    assert s.total_macs == 3 * 7 * 5 * 6 + 4 * 5 + 3 * 4 * 5 * 6  # addmv m*k, addbmm B*m*k*n
+    assert not s.unsupported
+
+
+class Spectral(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 2, 3)
+
+    def forward(self, x):
+        return torch.fft.rfft2(self.conv(x)).abs()
+
+
+def test_unsupported_operators_are_listed_with_their_calls_and_the_totals_marked_partial():
+    s = summary(Spectral(), (1, 1, 8, 8))
+    assert s.unsupported == {"aten._fft_r2c": 1} and s.partial
+    assert s.total_macs == 2 * 6 * 6 * 9  # the convolution is still counted
+    text = str(s)
+    assert "partial" in next(line for line in text.splitlines() if line.startswith("total MACs"))
+    assert "not counted       aten._fft_r2c x1" in text
+    assert s.to_dict()["partial"] is True and s.to_dict()["unsupported"] == {"aten._fft_r2c": 1}
+
+
+@torch.library.custom_op("nnatlas_test::scaled_tanh", mutates_args=())
+def scaled_tanh(x: torch.Tensor, scale: float) -> torch.Tensor:
+    return torch.tanh(x) * scale
+
+
+@scaled_tanh.register_fake
+def _(x, scale):
+    return torch.empty_like(x)
+
+
+class UsesCustomOp(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, x):
+        return scaled_tanh(self.fc(x), 2.0)
+
+
+def test_a_registered_counter_counts_a_custom_operator_until_removed():
+    x = torch.randn(3, 4)
+    before = summary(UsesCustomOp(), inputs=x)
+    assert before.unsupported == {"nnatlas_test.scaled_tanh": 1}
+    with register_op_counter(
+        torch.ops.nnatlas_test.scaled_tanh, lambda args, out: (0, 2 * args["x"].numel())
+    ):
+        after = summary(UsesCustomOp(), inputs=x)
+    assert not after.unsupported and after.total_flops == before.total_flops + 2 * 12
+    assert summary(UsesCustomOp(), inputs=x).unsupported == {"nnatlas_test.scaled_tanh": 1}  # removed again
+    with pytest.raises(TypeError, match="operator"):
+        register_op_counter("scaled_tanh", lambda args, out: (0, 0))
+
+
+class Gate(nn.Module):
+    def forward(self, x):
+        return x * torch.sigmoid(x)
+
+
+def test_a_registered_module_counter_replaces_the_operators_it_runs():
+    model = nn.Sequential(nn.Linear(4, 4), Gate(), nn.Linear(4, 2))
+    x = torch.randn(3, 4)
+    base = summary(model, inputs=x)
+    rows = {r.name: r for r in base.rows}
+    assert rows["1"].flops == 2 * 12  # sigmoid and multiply: one FLOP per element each
+    handle = register_module_counter(Gate, lambda module, args, out: (5, 7))
+    try:
+        s = summary(model, inputs=x)
+    finally:
+        handle.remove()
+    rows2 = {r.name: r for r in s.rows}
+    assert (rows2["1"].macs, rows2["1"].flops) == (5, 7)
+    assert s.total_macs == base.total_macs + 5 and s.total_flops == base.total_flops - 2 * 12 + 7
+    assert rows2["0"].macs == rows["0"].macs and rows2["2"].macs == rows["2"].macs

@@ -1,5 +1,6 @@
 """``nnatlas inspect``: through the installed console script, and in-process through ``main()`` where the
-start-up of a fresh interpreter would only add time."""
+start-up of a fresh interpreter would only add time. Published figures are torchvision's weights metadata
+(``num_params``, and ``_ops``: GFLOPS counting multiply-adds)."""
 
 import csv
 import io
@@ -8,6 +9,7 @@ import subprocess
 
 import torch
 import torchvision
+from torch import nn
 
 from nnatlas.analysis import count_parameters
 from nnatlas.cli.main import main
@@ -43,6 +45,9 @@ def test_json_has_the_documented_keys_and_torchvision_numbers(nnatlas_exe):
         "trainable_params",
         "total_macs",
         "total_flops",
+        "partial",
+        "unsupported",
+        "upper_bound",
         "receptive_field",
         "layers",
     ]
@@ -111,3 +116,117 @@ def test_torchvision_model_with_a_backbone_builds_without_downloading(capsys):
     proc = call(capsys, "inspect", "torchvision:fcn_resnet50", "--input", "1,3,64,64", "--depth", "1")
     assert proc.returncode == 0, proc.stderr
     assert "backbone" in proc.stdout and "classifier" in proc.stdout
+
+
+def test_empty_or_malformed_input_is_a_usage_error_not_the_default(nnatlas_exe, capsys):
+    # --input '' used to fall back to the default shape and 1,,3,32,32 to read as 1,3,32,32
+    line = assert_usage_error(run(nnatlas_exe, "inspect", "torchvision:resnet18", "--input", ""))
+    assert line.startswith("nnatlas: error: --input") and "got ''" in line
+    for bad in ["1,,3,32,32", "1,3,32,", "1,3,0,32", "1;3;32;32", "64"]:
+        line = assert_usage_error(call(capsys, "inspect", "torchvision:resnet18", "--input", bad))
+        assert "--input" in line and repr(bad) in line
+
+
+def test_bad_kwargs_are_usage_errors_naming_the_flag(capsys):
+    cases = [
+        ("torchvision:fcn_resnet50", "aux_loss", "KEY=VALUE"),
+        ("torchvision:fcn_resnet50", "aux_loss=maybe", "must be true or false"),
+        ("torchvision:resnet18", "num_classes=abc", "cannot build"),
+        ("torchvision:resnet18", "no_such_argument=1", "no_such_argument"),
+        ("torchvision:resnet18", "=3", "KEY=VALUE"),
+    ]
+    for model, item, expected in cases:
+        line = assert_usage_error(call(capsys, "inspect", model, "--kwargs", item))
+        assert "--kwargs" in line and expected in line, line
+
+
+def json_of(capsys, *args):
+    proc = call(capsys, "inspect", *args, "--format", "json", "--depth", "1")
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout), proc.stderr
+
+
+def test_builder_kwargs_and_the_weights_input_size_reach_the_published_figures(capsys):
+    # fcn_resnet50's published figures count its auxiliary head, at the 520 px of its weights' transforms
+    d, _ = json_of(capsys, "torchvision:fcn_resnet50", "--kwargs", "aux_loss=true")
+    meta = torchvision.models.segmentation.FCN_ResNet50_Weights.DEFAULT.meta
+    assert d["input"] == [[1, 3, 520, 520]] and "aux_classifier" in [r["name"] for r in d["layers"]]
+    assert d["total_params"] == meta["num_params"] and round(d["total_macs"] / 1e9, 3) == meta["_ops"]
+    # Inception-v3's weights crop to 299 px; its published figures keep the auxiliary classifier
+    d, _ = json_of(capsys, "torchvision:inception_v3", "--kwargs", "init_weights=false")
+    meta = torchvision.models.Inception_V3_Weights.DEFAULT.meta
+    assert d["input"] == [[1, 3, 299, 299]]
+    assert d["total_params"] == meta["num_params"] and round(d["total_macs"] / 1e9, 3) == meta["_ops"]
+
+
+def test_regnet_is_built_on_meta_without_a_cpu_fallback(capsys):
+    d, stderr = json_of(capsys, "torchvision:regnet_y_400mf")
+    meta = torchvision.models.RegNet_Y_400MF_Weights.DEFAULT.meta
+    assert "note" not in stderr  # no real forward pass was needed
+    assert d["total_params"] == meta["num_params"] and round(d["total_macs"] / 1e9, 3) == meta["_ops"]
+
+
+def test_detection_models_get_a_list_of_images_at_their_own_size(capsys):
+    # RetinaNet: 800 px (its transform's min_size), backbone batch norm frozen as with trained weights
+    d, _ = json_of(capsys, "torchvision:retinanet_resnet50_fpn")
+    meta = torchvision.models.detection.RetinaNet_ResNet50_FPN_Weights.DEFAULT.meta
+    assert d["input"] == [[[3, 800, 800]]]  # one positional argument: a list of one (C, H, W) image
+    assert d["total_params"] == meta["num_params"] and round(d["total_macs"] / 1e9, 3) == meta["_ops"]
+    d, _ = json_of(capsys, "torchvision:ssdlite320_mobilenet_v3_large", "--input", "2,3,320,320")
+    meta = torchvision.models.detection.SSDLite320_MobileNet_V3_Large_Weights.DEFAULT.meta
+    assert d["input"] == [[[3, 320, 320], [3, 320, 320]]]  # batch 2: two images
+    assert d["total_params"] == meta["num_params"] and round(d["total_macs"] / 1e9 / 2, 3) == meta["_ops"]
+    assert d["upper_bound"]  # on meta the data-dependent selections keep every candidate
+
+
+class TwoInputs(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Conv2d(3, 4, 3)
+        self.b = nn.Conv2d(3, 4, 5, padding=1)
+
+    def forward(self, x, y):
+        return self.a(x) + self.b(y)
+
+
+def two_inputs():
+    return TwoInputs()
+
+
+class ReadsValues(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+
+    def forward(self, x):
+        y = self.conv(x)
+        return y * float(y.abs().mean() > 0)  # reads a value: impossible on the meta device
+
+
+def reads_values():
+    return ReadsValues()
+
+
+def test_several_inputs_and_a_real_forward_only_when_meta_cannot(capsys):
+    d, stderr = json_of(
+        capsys, "tests.cli.test_inspect:two_inputs", "--input", "1,3,16,16", "--input", "1,3,16,16"
+    )
+    assert d["input"] == [[1, 3, 16, 16], [1, 3, 16, 16]] and "note" not in stderr
+    assert d["total_macs"] == 4 * 14 * 14 * 3 * (9 + 25)
+    assert d["receptive_field"]["inputs"] == [0, 1] and d["receptive_field"]["size"] == [5, 5]
+    d, stderr = json_of(capsys, "tests.cli.test_inspect:reads_values", "--input", "1,3,8,8")
+    notes = [line for line in stderr.splitlines() if line.strip()]
+    assert len(notes) == 1 and "meta device" in notes[0] and "real forward pass on the CPU" in notes[0]
+    assert d["total_macs"] == 4 * 6 * 6 * 3 * 9
+
+
+def test_training_cost_of_one_step(capsys):
+    d, _ = json_of(capsys, "torchvision:resnet18", "--training", "--input", "4,3,32,32", "--optimizer", "sgd")
+    assert {"forward_macs", "backward_macs", "backward_by_op", "memory", "layers"} <= set(d)
+    assert d["memory"]["optimizer_state"] == 0 and d["memory"]["gradients"] == d["memory"]["parameters"]
+    conv1 = next(r for r in d["layers"] if r["name"] == "conv1")
+    assert conv1["backward_macs"] == conv1["forward_macs"]  # the input needs no gradient: weights only
+    table = call(
+        capsys, "inspect", "torchvision:resnet18", "--training", "--input", "4,3,32,32", "--depth", "1"
+    )
+    assert table.returncode == 0 and "backward MACs" in table.stdout and "peak" in table.stdout

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from nnatlas._suggest import unknown_choice_message
+from nnatlas.analysis._trace import primary
 from nnatlas.analysis.receptive_field import LayerField, receptive_field
 
 
@@ -99,7 +100,7 @@ def effective_receptive_field(
     captured: list[torch.Tensor] = []
 
     def hook(module, args, output):
-        captured.append(output[0] if isinstance(output, (tuple, list)) else output)
+        captured.append(primary(output))  # a tensor, the "out" of a dict, the first of a tuple
         raise _Stop
 
     generator = torch.Generator(device="cpu").manual_seed(seed)
@@ -116,8 +117,8 @@ def effective_receptive_field(
                 model(x)
             except _Stop:
                 pass
-            if not captured:
-                raise ValueError(f"layer {layer!r} did not run in the forward pass")
+            if not captured or captured[0] is None:
+                raise ValueError(f"layer {layer!r} did not run in the forward pass or returned no tensor")
             y = captured[0]  # (B, C, *S)
             n_spatial = x.dim() - 2
             if y.dim() < 2 + n_spatial:

@@ -4,6 +4,27 @@ The graph is not assumed sequential: one forward pass (on the ``meta`` device if
 follows every ATen operator, so residual additions, Inception concatenations, functional pooling inside
 ``forward`` and upsampling paths all take part. See :mod:`nnatlas.analysis._fields` for the arithmetic
 (Araujo et al., Distill 2019) and how branches merge.
+
+Rules:
+
+- **Which output is** ``.final``: the output the model *returns* (a tensor; the ``out`` entry of a dict,
+  else its first value; the first element of a tuple or list), followed back to the last module whose
+  spatial output it is or was computed from. For a segmentation model that returns ``{"out", "aux"}`` it
+  is the model's ``out`` (not the auxiliary head, even though that runs last); for a classifier, whose
+  logits are global, it is the last spatial stage (``layer4`` of a ResNet).
+- **Where the field becomes global**: an operator that mixes positions in a way no window describes
+  (global pooling, attention between positions, a concatenation along a spatial axis such as ViT's class
+  token, a reshape that splits a spatial axis such as Swin's window partition, a cyclic shift) makes its
+  output depend, as far as this analysis can tell, on the whole input. Such outputs have no
+  :class:`LayerField`; :attr:`ReceptiveField.global_at` names the module (and ``global_op`` the operator)
+  where the returned output's field became global. For Swin that is the first window attention: its
+  first block sees a 7x7 window of patches, and the shifted windows of the later blocks and stages grow
+  that to the whole image (a 224 px image is one window of 7x7 patches in the last stage).
+- **Several inputs**: every floating-point input with spatial dimensions (each positional and keyword
+  tensor) starts its own field; :attr:`LayerField.inputs` says which inputs a field comes from (a
+  positional index or a keyword name). Where branches from different inputs merge, the window is the
+  union, each in its own input's pixel coordinates (the inputs are taken to be aligned). Tensors inside
+  lists (torchvision's detection models take a list of images) start no field.
 """
 
 from __future__ import annotations
@@ -19,7 +40,9 @@ from nnatlas.analysis._fields import Field
 from nnatlas.analysis._trace import normalize_inputs, trace
 
 
-def _number(v: Fraction) -> int | float:
+def _number(v: int | Fraction) -> int | float:
+    if type(v) is int:
+        return v
     return int(v) if v.denominator == 1 else float(v)
 
 
@@ -32,11 +55,12 @@ class LayerField:
     - ``start``: centre of the first output element's field in input pixel coordinates (negative where
       padding reaches outside the image); element ``i`` is centred at ``start + i * jump``;
     - ``aligned``: every branch that merged into this output had the same jump and centre;
-    - ``bounded``: ``False`` when a global quantity (a squeeze-excitation gate, global attention) mixed in,
-      so the output really depends on the whole input;
+    - ``bounded``: ``False`` when a global quantity broadcast over the positions (a squeeze-excitation
+      gate) mixed in, so the output really depends on the whole input;
     - ``windows``: per dimension the exact ``(first, last)`` input pixel of elements ``0 .. P-1`` (one
       period): after transposed convolutions or upsampling neighbouring elements' windows differ and
-      ``size`` is the widest; :meth:`interval` is exact for every element.
+      ``size`` is the widest; :meth:`interval` is exact for every element;
+    - ``inputs``: the model inputs (positional index or keyword name) whose pixels the field covers.
     """
 
     name: str
@@ -48,21 +72,34 @@ class LayerField:
     aligned: bool = True
     bounded: bool = True
     windows: tuple[tuple[tuple[int | float, int | float], ...], ...] = field(default=(), repr=False)
+    inputs: tuple[int | str, ...] = (0,)
 
     @classmethod
     def from_field(cls, name: str, type_: str, shape: Sequence[int], f: Field) -> LayerField:
+        size, jump, start, windows = [], [], [], []
+        for a in f.dims:
+            if len(a.lo) == 1 and type(a.jump) is int and type(a.lo[0]) is int and type(a.hi[0]) is int:
+                lo, hi = a.lo[0], a.hi[0]  # whole pixels, one window repeated: the common case
+                size.append(hi - lo + 1)
+                jump.append(a.jump)
+                start.append((lo + hi) // 2 if (lo + hi) % 2 == 0 else (lo + hi) / 2)
+                windows.append(((lo, hi),))
+                continue
+            size.append(_number(a.size))
+            jump.append(_number(a.jump))
+            start.append(_number(a.start))
+            windows.append(tuple((_number(lo), _number(hi)) for lo, hi in zip(a.lo, a.hi, strict=True)))
         return cls(
-            name=name,
-            type=type_,
-            output_shape=tuple(shape),
-            size=tuple(_number(v) for v in f.size),
-            jump=tuple(_number(v) for v in f.jump),
-            start=tuple(_number(v) for v in f.start),
-            aligned=f.aligned,
-            bounded=f.bounded,
-            windows=tuple(
-                tuple((_number(lo), _number(hi)) for lo, hi in zip(a.lo, a.hi, strict=True)) for a in f.dims
-            ),
+            name,
+            type_,
+            tuple(shape),
+            tuple(size),
+            tuple(jump),
+            tuple(start),
+            f.aligned,
+            f.bounded,
+            tuple(windows),
+            f.sources,
         )
 
     def interval(self, index: Sequence[int]) -> list[tuple[float, float]]:
@@ -82,20 +119,30 @@ class LayerField:
             "start": list(self.start),
             "aligned": self.aligned,
             "bounded": self.bounded,
+            "inputs": list(self.inputs),
         }
 
 
 @dataclass(frozen=True)
 class ReceptiveField:
-    """Receptive fields of every module whose output is spatial, in the order their forward calls ended."""
+    """Receptive fields of every module whose output is spatial, in the order their forward calls ended.
+
+    ``input_size`` is the shape of the first spatial input; ``final_name`` the module of :attr:`final`;
+    ``global_at`` (a module name, ``""`` for the model's own ``forward``) and ``global_op`` (an ATen
+    operator) say where the returned output's field became global, ``None`` if it did not (see the rules
+    in this module's documentation).
+    """
 
     input_size: tuple[int, ...]
     layers: dict[str, LayerField]
     final_name: str | None
+    global_at: str | None = None
+    global_op: str | None = None
 
     @property
     def final(self) -> LayerField:
-        """The deepest output that is still spatial (the last to finish, e.g. ``layer4`` of a ResNet)."""
+        """The field of the output the model returns, or of the last spatial module output it was computed
+        from (``layer4`` of a ResNet, the whole model for a segmentation network's ``out``)."""
         if self.final_name is None:
             raise ValueError("the model has no spatial output for this input")
         return self.layers[self.final_name]
@@ -108,6 +155,8 @@ class ReceptiveField:
                 f"{name or '(model)':40s} {f.type:18s} {_fmt(f.size):>14s} {_fmt(f.jump):>10s} "
                 f"{_fmt(f.start):>14s}  {'yes' if f.aligned else 'no'}"
             )
+        if self.global_at is not None:
+            lines.append(f"global from {self.global_at or '(model)'} ({self.global_op})")
         return "\n".join(lines)
 
 
@@ -117,22 +166,44 @@ def _fmt(values: Sequence[int | float]) -> str:
 
 def fields_from_trace(result: Any) -> ReceptiveField:
     layers: dict[str, LayerField] = {}
-    final = None
+    made: dict[int, LayerField] = {}  # one per distinct field: a block and its last layer often share one
+    last = None
     best = -1
     for name in sorted(result.order, key=lambda n: result.records[n].order):
         rec = result.records[name]
         if rec.field is None:
             continue
-        shape = (
-            rec.output_shape[0]
-            if rec.output_shape and isinstance(rec.output_shape[0], list)
-            else rec.output_shape
+        base = made.get(id(rec.field))
+        if base is None or base.output_shape != rec.field_shape:
+            base = made[id(rec.field)] = LayerField.from_field(name, rec.type, rec.field_shape, rec.field)
+        layers[name] = (
+            base
+            if base.name == name
+            else LayerField(
+                name,
+                rec.type,
+                base.output_shape,
+                base.size,
+                base.jump,
+                base.start,
+                base.aligned,
+                base.bounded,
+                base.windows,
+                base.inputs,
+            )
         )
-        layers[name] = LayerField.from_field(name, rec.type, shape, rec.field)
         if rec.order > best:
-            best, final = rec.order, name
-    input_size = tuple(result.input_shape[0]) if result.input_shape else ()
-    return ReceptiveField(input_size=input_size, layers=layers, final_name=final)
+            best, last = rec.order, name
+    final = result.final if result.final in layers else last
+    input_size = tuple(next(iter(result.sources.values()), ()))
+    origin = result.global_origin
+    return ReceptiveField(
+        input_size=input_size,
+        layers=layers,
+        final_name=final,
+        global_at=origin.layer if origin is not None else None,
+        global_op=origin.op if origin is not None else None,
+    )
 
 
 def receptive_field(
@@ -142,8 +213,11 @@ def receptive_field(
 
     Runs one forward pass (eval mode, no gradients; build the model under ``torch.device("meta")`` to
     skip all arithmetic) and returns a :class:`ReceptiveField`: ``.layers[name]`` for every module with a
-    spatial output, ``.final`` for the deepest one. Raises :class:`~nnatlas.analysis.ShapeError` (a
-    ``ValueError``) naming the layer where an input stops fitting.
+    spatial output, ``.final`` for the output the model returns, ``.global_at`` where its field became
+    global (see the rules in :mod:`nnatlas.analysis.receptive_field`). ``inputs`` (a tensor, a tuple or a
+    dict of keyword tensors) replaces ``input_size`` for models with several inputs; each spatial input
+    starts its own field. Raises :class:`~nnatlas.analysis.ShapeError` (a ``ValueError``) naming the layer
+    where an input stops fitting.
     """
     args, kwargs = normalize_inputs(model, input_size, inputs)
     return fields_from_trace(trace(model, args, kwargs, fields=True))

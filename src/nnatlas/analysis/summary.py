@@ -3,7 +3,8 @@
 One forward pass of any ``nn.Module`` (see :mod:`nnatlas.analysis._trace`): eval mode, no gradients, the
 model's training flags restored afterwards. MACs and FLOPs follow the conventions of
 :mod:`nnatlas.analysis.macs` (1 MAC = 2 FLOPs; normalisation, activation and pooling are FLOPs, not
-MACs); parameters shared between modules (tied weights) are counted once.
+MACs); parameters shared between modules (tied weights) are counted once. Every operator that ran and
+was not counted is listed in :attr:`Summary.unsupported`, and the totals are then marked partial.
 """
 
 from __future__ import annotations
@@ -12,13 +13,13 @@ import csv
 import io
 import json
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import torch
 from torch import nn
 
 from nnatlas.analysis._trace import normalize_inputs, trace
-from nnatlas.analysis.params import count_parameters
 from nnatlas.analysis.receptive_field import LayerField, ReceptiveField, fields_from_trace
 
 
@@ -47,7 +48,14 @@ class LayerRow:
 
 @dataclass(frozen=True)
 class Summary:
-    """Rows per module (in the order their forward calls began; never-called modules last) and totals."""
+    """Rows per module (in the order their forward calls began; never-called modules last) and totals.
+
+    - ``unsupported``: every operator that ran and has no counter (nor a registered one), with its number
+      of calls (``{"aten.foo": 3}``); when it is not empty the totals are a lower bound (``partial``).
+    - ``upper_bound``: operators whose output size depends on values (``nonzero``, ``nms``, ...) that were
+      given their largest output because the model runs on the meta device, with their number of calls;
+      the totals are then the most the model can compute for this input.
+    """
 
     model: str
     input: list[Any]
@@ -57,9 +65,17 @@ class Summary:
     total_macs: int
     total_flops: int
     receptive_field: ReceptiveField | None
+    unsupported: dict[str, int] = field(default_factory=dict)
+    upper_bound: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def partial(self) -> bool:
+        """``True`` when some operator was not counted: the totals are a lower bound."""
+        return bool(self.unsupported)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready: ``model``, ``input``, totals, ``receptive_field`` (of ``.final``) and ``layers``."""
+        """JSON-ready: ``model``, ``input``, totals, ``partial``, ``unsupported``, ``upper_bound``,
+        ``receptive_field`` (of ``.final``, with where it became global) and ``layers``."""
         rf = None
         if self.receptive_field is not None and self.receptive_field.final_name is not None:
             f = self.receptive_field.final
@@ -70,6 +86,9 @@ class Summary:
                 "start": list(f.start),
                 "aligned": f.aligned,
                 "bounded": f.bounded,
+                "inputs": list(f.inputs),
+                "global_at": self.receptive_field.global_at,
+                "global_op": self.receptive_field.global_op,
             }
         layers = []
         for r in self.rows:
@@ -84,6 +103,9 @@ class Summary:
             "trainable_params": self.trainable_params,
             "total_macs": self.total_macs,
             "total_flops": self.total_flops,
+            "partial": self.partial,
+            "unsupported": dict(self.unsupported),
+            "upper_bound": dict(self.upper_bound),
             "receptive_field": rf,
             "layers": layers,
         }
@@ -129,18 +151,29 @@ class Summary:
         rule = "-" * len(line(head))
         out = [f"{self.model}  input {', '.join(_shape(s) for s in self.input)}", rule, line(head), rule]
         out += [line(b) for b in body]
+        partial = ", partial: see below" if self.partial else ""
+        bound = ", upper bound: see below" if self.upper_bound else ""
         out += [
             rule,
             f"total params      {self.total_params:,} ({self.trainable_params:,} trainable)",
-            f"total MACs        {self.total_macs:,} ({_si(self.total_macs)})",
-            f"total FLOPs       {self.total_flops:,} ({_si(self.total_flops)}; 1 MAC = 2 FLOPs)",
+            f"total MACs        {self.total_macs:,} ({_si(self.total_macs)}{partial}{bound})",
+            f"total FLOPs       {self.total_flops:,} ({_si(self.total_flops)}; 1 MAC = 2 FLOPs{partial}{bound})",
         ]
-        if self.receptive_field is not None and self.receptive_field.final_name is not None:
-            f = self.receptive_field.final
+        rf = self.receptive_field
+        if rf is not None and rf.final_name is not None:
+            f = rf.final
             out.append(
                 f"receptive field   {_join(f.size)} px, jump {_join(f.jump)}, start {_join(f.start)} "
                 f"(at {f.name or '(model)'})"
             )
+        if rf is not None and rf.global_at is not None:
+            out.append(f"field global from {rf.global_at or '(model)'} ({rf.global_op})")
+        if self.unsupported:
+            calls = ", ".join(f"{op} x{n}" for op, n in self.unsupported.items())
+            out.append(f"not counted       {calls} (no counter: totals are partial)")
+        if self.upper_bound:
+            calls = ", ".join(f"{op} x{n}" for op, n in self.upper_bound.items())
+            out.append(f"upper bound       {calls} (on the meta device: every element kept)")
         return "\n".join(out)
 
 
@@ -185,36 +218,48 @@ def summary(
     """Layer-by-layer table of ``model`` for one input.
 
     Args:
-        model: any ``nn.Module`` (build it under ``torch.device("meta")`` to measure a large model
-            without allocating or computing anything).
-        input_size: ``(B, C, H, W)`` (or a list of shapes for several positional inputs); random normal
-            tensors on the model's device and dtype.
-        inputs: instead of ``input_size``: a tensor, a tuple of tensors, or a dict of keyword tensors.
+        model: any ``nn.Module`` (build it under ``torch.device("meta")``, or with
+            :func:`~nnatlas.analysis.build_on_meta`, to measure a large model without allocating or
+            computing anything).
+        input_size: ``(B, C, H, W)``, or a list of shapes for several positional inputs; random normal
+            tensors on the model's device and dtype. Whole numbers of any type (``2.0``, NumPy integers).
+        inputs: instead of ``input_size``: a tensor, a tuple of tensors (positional inputs; a list inside
+            it is passed as one argument, as torchvision's detectors take their images), or a dict of
+            keyword tensors.
         depth: keep rows of modules at most this deep (``1`` = the model's direct children); ``None``
             keeps every module. Totals always cover the whole model.
 
     MACs are counted for convolutions (grouped, dilated, transposed: per *input* element), linear layers,
-    ``matmul``/``bmm``/``einsum`` and attention (``F.scaled_dot_product_attention`` on every backend and
-    the fused ``nn.MultiheadAttention`` / ``nn.TransformerEncoderLayer`` paths, full ``L x S`` products
-    even under a causal mask); see :mod:`nnatlas.analysis.macs`.
+    ``matmul``/``bmm``/``einsum``, recurrent layers and attention (``F.scaled_dot_product_attention`` on
+    every backend and the fused ``nn.MultiheadAttention`` / ``nn.TransformerEncoderLayer`` paths, full
+    ``L x S`` products even under a causal mask); see :mod:`nnatlas.analysis.macs`. Operators without a
+    counter are listed in :attr:`Summary.unsupported` (add one with
+    :func:`~nnatlas.analysis.register_op_counter` or :func:`~nnatlas.analysis.register_module_counter`).
+    On the meta device, data-dependent operators take their largest output (:attr:`Summary.upper_bound`).
+    The receptive field follows every spatial input; its ``.final`` is the field of the output the model
+    returns (rules in :mod:`nnatlas.analysis.receptive_field`).
 
     Raises:
         ShapeError: (a ``ValueError``) naming the layer where the input stopped fitting.
+        MetaDeviceError: the model is on the meta device and its forward pass reads tensor values; build
+            it on a real device.
     """
     if depth is not None and (not isinstance(depth, int) or isinstance(depth, bool) or depth < 1):
         raise ValueError(f"depth must be a positive int or None; got {depth!r}")
     args, kwargs = normalize_inputs(model, input_size, inputs)
     result = trace(model, args, kwargs, fields=True)
     rf = fields_from_trace(result)
-    modules = dict(model.named_modules(remove_duplicate=True))
+    modules = result.modules
     called = sorted((n for n in result.order if n), key=lambda n: result.records[n].begin)
-    never = [n for n in modules if n and n not in result.order]
+    seen = set(result.order)
+    never = [n for n in modules if n and n not in seen]
+    params, trainable = _parameters_per_module(model)
     rows = []
     for name in called + never:
         d = name.count(".") + 1
         if depth is not None and d > depth:
             continue
-        rec, m = result.records[name], modules[name]
+        rec = result.records[name]
         f: LayerField | None = rf.layers.get(name)
         rows.append(
             LayerRow(
@@ -222,8 +267,8 @@ def summary(
                 type=rec.type,
                 depth=d,
                 output_shape=rec.output_shape,
-                params=count_parameters(m),
-                trainable=count_parameters(m, trainable_only=True),
+                params=params.get(name, 0),
+                trainable=trainable.get(name, 0),
                 macs=rec.macs,
                 flops=rec.flops,
                 rf_size=f.size if f else None,
@@ -236,9 +281,47 @@ def summary(
         model=type(model).__name__,
         input=result.input_shape,
         rows=rows,
-        total_params=count_parameters(model),
-        trainable_params=count_parameters(model, trainable_only=True),
+        total_params=params.get("", 0),
+        trainable_params=trainable.get("", 0),
         total_macs=result.total_macs,
         total_flops=result.total_flops,
         receptive_field=rf if rf.layers else None,
+        unsupported=result.unsupported,
+        upper_bound=result.upper_bound,
     )
+
+
+def _parameters_per_module(model: nn.Module) -> tuple[dict[str, int], dict[str, int]]:
+    """Parameters (and trainable ones) of every module with its children, a shared tensor counted once:
+    ``count_parameters`` of each module, in one walk over the model."""
+    params: dict[str, int] = {}
+    trainable: dict[str, int] = {}
+    every = [p for _, p in model.named_parameters(remove_duplicate=False)]
+    shared = len({id(p) for p in every}) < len(every)  # tied weights or a module used in two places
+
+    def walk(prefix: str, module: nn.Module) -> dict[int, torch.Tensor] | tuple[int, int]:
+        if shared:  # the distinct tensors below this module
+            own: dict[int, torch.Tensor] = {id(p): p for p in module._parameters.values() if p is not None}
+            for name, child in module._modules.items():
+                if child is not None:
+                    own.update(walk(f"{prefix}.{name}" if prefix else name, child))  # type: ignore[arg-type]
+            n = sum(p.numel() for p in own.values())
+            t = sum(p.numel() for p in own.values() if p.requires_grad)
+            result: Any = own
+        else:  # every tensor appears once: plain sums
+            n = t = 0
+            for p in module._parameters.values():
+                if p is not None:
+                    n += p.numel()
+                    t += p.numel() if p.requires_grad else 0
+            for name, child in module._modules.items():
+                if child is not None:
+                    cn, ct = walk(f"{prefix}.{name}" if prefix else name, child)  # type: ignore[misc]
+                    n, t = n + cn, t + ct
+            result = (n, t)
+        if n:
+            params[prefix], trainable[prefix] = n, t
+        return result
+
+    walk("", model)
+    return params, trainable

@@ -48,7 +48,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="per-layer shapes, parameters, MACs/FLOPs and receptive fields of a model",
         description="Run one forward pass of MODEL (on the meta device when it can: nothing is computed) and "
         "report every layer's output shape, parameters, MACs and FLOPs (1 MAC = 2 FLOPs) and receptive field. "
-        "MODEL is a registered name, torchvision:NAME (random weights) or package.module:factory.",
+        "MODEL is a registered name, torchvision:NAME (random weights) or package.module:factory. Without "
+        "--input the model's own input size is used (a torchvision model's weights' crop size); a detector gets "
+        "a list of B images, and torchvision's detectors are built as their published weights are (batch norm "
+        "frozen in the backbone).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument(

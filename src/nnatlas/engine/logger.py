@@ -9,7 +9,14 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from nnatlas.engine.runs import RunDirError, append_jsonl, atomic_write_bytes, json_line, json_record, read_jsonl
+from nnatlas.engine.runs import (
+    RunDirError,
+    append_jsonl,
+    atomic_write_bytes,
+    json_line,
+    json_record,
+    read_jsonl,
+)
 
 log = logging.getLogger(__name__)
 
