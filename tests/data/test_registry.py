@@ -10,7 +10,9 @@ import nnatlas.data.registry as registry
 from nnatlas.data import (
     DATASETS,
     FILE_DATASETS,
+    SEGMENTATION_DATASETS,
     DataBundle,
+    SegmentationBundle,
     SequenceBundle,
     get_dataset_info,
     list_datasets,
@@ -24,21 +26,57 @@ from nnatlas.data import (
 
 IMAGE_SETS = {"digits", "shapes", "mnist", "fashion_mnist", "cifar10", "cifar100", "imagefolder"}
 SEQUENCE_SETS = {"copy", "reverse", "sort", "add"}
+SEGMENTATION_SETS = {"shapes", "voc", "segfolder"}
+FILE_SETS = {"mnist", "fashion_mnist", "cifar10", "cifar100", "imagefolder", "voc", "segfolder"}
+TASK_SETS = {"classification": IMAGE_SETS, "segmentation": SEGMENTATION_SETS, "seq2seq": SEQUENCE_SETS}
 
 
-def test_every_name_has_one_task_and_a_description():
-    assert set(list_datasets()) == IMAGE_SETS | SEQUENCE_SETS
-    assert list_datasets() == sorted(list_datasets())
+def test_every_name_of_every_task_has_a_description():
+    assert list_datasets() == sorted(IMAGE_SETS | SEQUENCE_SETS | SEGMENTATION_SETS)  # each name once
     assert set(list_datasets(task="classification")) == IMAGE_SETS
     assert set(list_datasets(task="seq2seq")) == SEQUENCE_SETS
+    assert list_datasets(task="segmentation") == sorted(SEGMENTATION_SETS)
     assert list_datasets(task="detection") == []
     assert list_datasets("cifar*") == ["cifar10", "cifar100"]
+    assert list_datasets("shape*") == ["shapes"]
     assert list_datasets("*mnist", task="classification") == ["fashion_mnist", "mnist"]
     assert set(FILE_DATASETS) == {"mnist", "fashion_mnist", "cifar10", "cifar100", "imagefolder"}
-    for name in list_datasets():
-        info = get_dataset_info(name)
-        assert info.name == name and info.from_files == (name in FILE_DATASETS)
-        assert info.description == inspect.getdoc(info.loader).splitlines()[0] != ""
+    for task, names in TASK_SETS.items():
+        for name in names:
+            info = get_dataset_info(name, task=task)
+            assert (info.name, info.task) == (name, task) and info.from_files == (name in FILE_SETS)
+            assert info.description == inspect.getdoc(info.loader).splitlines()[0] != ""
+            if name != "shapes":  # a name of one task needs no task=
+                assert get_dataset_info(name) is info
+
+
+def test_a_name_of_several_tasks_needs_task():
+    classification = get_dataset_info("shapes", task="classification")
+    segmentation = get_dataset_info("shapes", task="segmentation")
+    assert classification.loader is not segmentation.loader
+    for call in (lambda: get_dataset_info("shapes"), lambda: load_dataset("shapes", num_train=2)):
+        with pytest.raises(
+            ValueError,
+            match=r"^data set 'shapes' exists for several tasks; pass task='classification' or "
+            r"task='segmentation'$",
+        ):
+            call()
+    cls = load_dataset("shapes", task="classification", num_train=2, num_val=1)
+    seg = load_dataset("shapes", task="segmentation", num_train=2, num_val=1)
+    assert isinstance(cls, DataBundle) and isinstance(seg, SegmentationBundle)
+    assert (cls.task, seg.task, cls.num_classes, seg.num_classes) == ("classification", "segmentation", 4, 5)
+    assert isinstance(cls.train[0][1], int) and seg.train[0][1].shape == (64, 64)
+    # A name of another task is refused with the task it belongs to, and the names of the task asked for.
+    with pytest.raises(ValueError) as info:
+        get_dataset_info("reverse", task="classification")
+    assert str(info.value).startswith(
+        "classification data set 'reverse' does not exist ('reverse' is a seq2seq data set); "
+        "classification data sets: cifar10, cifar100, digits,"
+    )
+    with pytest.raises(ValueError, match=r"unknown segmentation data set 'vocc'.*closest first\): voc, "):
+        load_dataset("vocc", task="segmentation")
+    with pytest.raises(ValueError, match=r"unknown task 'segment'.*closest first\): segmentation"):
+        get_dataset_info("voc", task="segment")
 
 
 def test_unknown_names_list_the_closest_first():
@@ -72,10 +110,19 @@ def test_register_dataset_records_name_task_and_first_docstring_line(monkeypatch
     assert "tiny" in DATASETS and load_dataset("tiny", seed=3) == 3
     # Options shared by the image sets are accepted (and checked) even where unused.
     assert load_dataset("tiny", data_dir="x", download=False, image_size=None) == 0
-    with pytest.raises(ValueError, match="already registered"):
+    with pytest.raises(ValueError, match="classification data set 'tiny' is already registered"):
         register_dataset("tiny", task="classification")(tiny)
     with pytest.raises(ValueError, match="task must be one of classification, segmentation"):
         register_dataset("other", task="depth")
+    # The same name under another task is another data set; the name alone is then ambiguous.
+    register_dataset("tiny", task="seq2seq")(lambda *, seed=0: -seed)
+    assert (
+        load_dataset("tiny", task="seq2seq", seed=2) == -2
+        and load_dataset("tiny", task="classification") == 0
+    )
+    assert list_datasets("tin*") == ["tiny"] and DATASETS["tiny"](seed=4) == 4
+    with pytest.raises(ValueError, match="exists for several tasks"):
+        load_dataset("tiny")
 
 
 def test_datasets_is_a_read_only_view_of_the_classification_sets():
@@ -93,6 +140,12 @@ def test_datasets_is_a_read_only_view_of_the_classification_sets():
         DATASETS["reverse"] = None  # type: ignore[index]
     a, b = DATASETS["digits"](seed=1), load_dataset("digits", seed=1)
     assert isinstance(a, DataBundle) and torch.equal(a.val.tensors[0], b.val.tensors[0])
+    assert isinstance(DATASETS["shapes"](num_train=2, num_val=1), DataBundle)  # the view knows its task
+    assert (
+        list(SEGMENTATION_DATASETS) == ["shapes", "voc", "segfolder"]
+        and "digits" not in SEGMENTATION_DATASETS
+    )
+    assert isinstance(SEGMENTATION_DATASETS["shapes"](num_train=2, num_val=1), SegmentationBundle)
 
 
 @pytest.mark.parametrize("name", sorted(SEQUENCE_SETS))
@@ -121,8 +174,9 @@ def test_add_in_a_base_above_36_is_integer_addition():
     assert tokens_to_text([plus], task="add", num_symbols=40) == ["+"]
 
 
-def test_shapes_take_image_size():
-    data = load_dataset("shapes", image_size=24, num_train=3, num_val=2, seed=1)
+@pytest.mark.parametrize("task", ["classification", "segmentation"])
+def test_shapes_take_image_size(task):
+    data = load_dataset("shapes", task=task, image_size=24, num_train=3, num_val=2, seed=1)
     assert data.image_size == (24, 24) and data.train[0][0].shape == (3, 24, 24) and len(data.val) == 2
 
 
@@ -142,9 +196,21 @@ def test_shapes_take_image_size():
         ("digits", {"image_size": 32}, "image_size: digits images are 8x8 and are not resized; got 32"),
         ("mnist", {"image_size": 32}, "image_size: mnist images are 28x28"),
         ("cifar10", {"image_size": 64}, "image_size: cifar10 images are 32x32"),
-        ("shapes", {"image_size": 4}, "image_size must be an int >= 8; got 4"),
-        ("shapes", {"num_train": 0}, "num_train must be a positive int; got 0"),
-        ("shapes", {"num_val": 0}, "num_val must be a positive int; got 0"),
+        ("shapes", {"task": "classification", "image_size": 4}, "image_size must be an int >= 8; got 4"),
+        ("shapes", {"task": "classification", "num_train": 0}, "num_train must be a positive int; got 0"),
+        ("shapes", {"task": "classification", "num_val": 0}, "num_val must be a positive int; got 0"),
+        ("shapes", {"task": "segmentation", "image_size": 4}, "image_size must be an int >= 8; got 4"),
+        ("shapes", {"task": "segmentation", "num_train": 0}, "num_train must be a positive int; got 0"),
+        ("shapes", {"task": "segmentation", "augment": "heavy"}, "augment must be one of"),
+        ("voc", {"image_size": 4}, "image_size must be an int >= 8; got 4"),
+        ("voc", {"on_bad_image": "ignore"}, "on_bad_image must be one of"),
+        ("voc", {"data_dir": None}, "data set 'voc' is read from files: data_dir is required (got None)"),
+        ("segfolder", {"data_dir": ".", "num_classes": 1}, "num_classes must be an int in [2, 255]; got 1"),
+        (
+            "segfolder",
+            {"data_dir": ".", "num_classes": 256},
+            "num_classes must be an int in [2, 255]; got 256",
+        ),
         ("imagefolder", {"on_bad_image": "ignore"}, "on_bad_image must be one of"),
         ("digits", {"on_bad_image": "ignore"}, "on_bad_image must be one of"),
         ("mnist", {"download": "yes"}, "download must be True or False; got 'yes'"),
@@ -164,11 +230,14 @@ def test_arguments_a_data_set_does_not_take_are_refused():
         load_dataset("digits", num_trian=3)
     with pytest.raises(TypeError, match="'reverse' takes no argument 'data_dir'; it takes: max_len, min_len"):
         load_dataset("reverse", data_dir="data")
+    with pytest.raises(TypeError, match="data set 'voc' takes no argument 'num_classes'; it takes: augment,"):
+        load_dataset("voc", num_classes=21)
 
 
 def test_the_torch_free_name_lists_of_the_cli_match_the_registry():
-    from nnatlas._choices import EMBEDDED_IMAGE_DATA, FILE_IMAGE_DATA, SEQUENCE_DATA
+    from nnatlas._choices import EMBEDDED_IMAGE_DATA, FILE_IMAGE_DATA, SEGMENTATION_DATA, SEQUENCE_DATA
 
     assert FILE_IMAGE_DATA == FILE_DATASETS
     assert set(EMBEDDED_IMAGE_DATA) == IMAGE_SETS - set(FILE_DATASETS)
     assert set(SEQUENCE_DATA) == set(list_datasets(task="seq2seq"))
+    assert sorted(SEGMENTATION_DATA) == list_datasets(task="segmentation")

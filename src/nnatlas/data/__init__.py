@@ -1,14 +1,16 @@
 """Data sets: embedded (digits, shapes), generated (the sequence tasks copy, reverse, sort, add) and real
-formats through torchvision (MNIST, Fashion-MNIST, CIFAR-10/100, image folders), with the augmentation
-presets of :mod:`nnatlas.data.transforms`.
+formats through torchvision (MNIST, Fashion-MNIST, CIFAR-10/100, image folders, Pascal VOC segmentation,
+folders of images and masks), with the augmentation presets of :mod:`nnatlas.data.transforms`.
 
-Every data set has one name in the registry (:mod:`nnatlas.data.registry`): :func:`list_datasets`,
+Every data set has a task and a name in the registry (:mod:`nnatlas.data.registry`): :func:`list_datasets`,
 :func:`get_dataset_info` and :func:`load_dataset`, which returns a :class:`DataBundle` (images: train and
-validation sets with their metadata) or a :class:`SequenceBundle` (token sequences). The file-based sets
-take ``data_dir`` and ``download``; every image set takes ``augment`` (none, basic, strong), applied to the
-training split only; ``imagefolder`` takes ``on_bad_image`` (error, skip). Files are checked when they are
-read: a corrupt file, a label outside the classes or an unreadable image raises :class:`DataError` (a
-``ValueError``) with one line naming the file and what is wrong.
+validation sets with their metadata), a :class:`SegmentationBundle` (images with per-pixel masks) or a
+:class:`SequenceBundle` (token sequences). ``shapes`` is both a classification and a segmentation set, so
+it is loaded with ``task=``. The file-based sets take ``data_dir`` and ``download``; every image set takes
+``augment`` (none, basic, strong), applied to the training split only; ``imagefolder``, ``voc`` and
+``segfolder`` take ``on_bad_image`` (error, skip). Files are checked before training or when they are read:
+a corrupt file, a label outside the classes, a mask that does not fit its image or an unreadable image
+raises :class:`DataError` (a ``ValueError``) with one line naming the file and what is wrong.
 """
 
 from __future__ import annotations
@@ -22,11 +24,20 @@ from nnatlas.data.registry import (
     DataBundle,
     DatasetInfo,
     DatasetLoaders,
+    SegmentationBundle,
     SequenceBundle,
     get_dataset_info,
     list_datasets,
     load_dataset,
     register_dataset,
+)
+from nnatlas.data.segmentation import (
+    VOC_CLASSES,
+    SegmentationFiles,
+    read_mask,
+    segfolder_split,
+    voc_colormap,
+    voc_split,
 )
 from nnatlas.data.sequences import (
     BOS_ID,
@@ -50,13 +61,25 @@ from nnatlas.data.torchvision_sets import (
     mnist_split,
     read_cifar_pickle,
 )
-from nnatlas.data.transforms import TransformedDataset, augmentation, build_transform
+from nnatlas.data.transforms import (
+    FitAndPad,
+    JointTransformedDataset,
+    SegmentationTransform,
+    TransformedDataset,
+    augmentation,
+    build_transform,
+    prepare_image,
+    segmentation_transform,
+)
 
 #: Read-only view ``name -> load`` of the classification data sets (``DATASETS[n](**kw)`` is
-#: ``load_dataset(n, **kw)``); :func:`list_datasets` and :func:`get_dataset_info` cover every task.
+#: ``load_dataset(n, task="classification", **kw)``); :func:`list_datasets` and :func:`get_dataset_info`
+#: cover every task.
 DATASETS = DatasetLoaders("classification")
-#: The data sets read from files under ``data_dir``, in the order they were registered.
-FILE_DATASETS = tuple(n for n in DATASETS if get_dataset_info(n).from_files)
+#: The same view of the segmentation data sets.
+SEGMENTATION_DATASETS = DatasetLoaders("segmentation")
+#: The classification data sets read from files under ``data_dir``, in the order they were registered.
+FILE_DATASETS = tuple(n for n in DATASETS if get_dataset_info(n, task="classification").from_files)
 
 __all__ = [
     "BOS_ID",
@@ -66,6 +89,8 @@ __all__ = [
     "EOS_ID",
     "FASHION_CLASSES",
     "FILE_DATASETS",
+    "SEGMENTATION_DATASETS",
+    "VOC_CLASSES",
     "PAD_ID",
     "SEQUENCE_TASKS",
     "SHAPE_CLASSES",
@@ -76,6 +101,11 @@ __all__ = [
     "DataError",
     "DatasetInfo",
     "DatasetLoaders",
+    "FitAndPad",
+    "JointTransformedDataset",
+    "SegmentationBundle",
+    "SegmentationFiles",
+    "SegmentationTransform",
     "ImageFolder",
     "SequenceBundle",
     "Scene",
@@ -93,9 +123,15 @@ __all__ = [
     "make_sequence_split",
     "mnist_split",
     "pad_collate",
+    "prepare_image",
     "read_cifar_pickle",
+    "read_mask",
     "register_dataset",
     "render_scene",
+    "segfolder_split",
+    "segmentation_transform",
     "tokens_to_text",
     "vocab_size",
+    "voc_colormap",
+    "voc_split",
 ]

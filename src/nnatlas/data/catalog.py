@@ -7,6 +7,9 @@
 | ``mnist``, ``fashion_mnist`` | classification | IDX files under ``data_dir`` |
 | ``cifar10``, ``cifar100`` | classification | CIFAR pickles under ``data_dir`` |
 | ``imagefolder`` | classification | ``data_dir/{train,val}/<class>/*`` |
+| ``shapes`` | segmentation | the same seeded scenes with 1-4 shapes and per-pixel masks, embedded |
+| ``voc`` | segmentation | Pascal VOC 2012 under ``data_dir/VOCdevkit/VOC2012`` |
+| ``segfolder`` | segmentation | ``data_dir/{train,val}/{images,masks}/*`` |
 | ``copy``, ``reverse``, ``sort``, ``add`` | seq2seq | seeded token sequences, generated |
 """
 
@@ -16,13 +19,27 @@ from typing import Any
 
 from torch.utils.data import Dataset
 
-from nnatlas._validate import InvalidValue, check_int
+from nnatlas._choices import AUGMENT_PRESETS
+from nnatlas._validate import InvalidValue, check_choice, check_int
 from nnatlas.data.digits import DIGITS_CLASSES, load_digits_split
-from nnatlas.data.registry import DataBundle, SequenceBundle, register_dataset
+from nnatlas.data.registry import DataBundle, SegmentationBundle, SequenceBundle, register_dataset
+from nnatlas.data.segmentation import VOC_CLASSES, segfolder_split, voc_colormap, voc_split
 from nnatlas.data.sequences import SEQUENCE_TASKS, make_sequence_split
 from nnatlas.data.shapes import SHAPE_CLASSES, ShapesDataset
-from nnatlas.data.torchvision_sets import FASHION_CLASSES, cifar_split, image_folder_split, mnist_split
-from nnatlas.data.transforms import TransformedDataset, augmentation
+from nnatlas.data.torchvision_sets import (
+    FASHION_CLASSES,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    cifar_split,
+    image_folder_split,
+    mnist_split,
+)
+from nnatlas.data.transforms import (
+    JointTransformedDataset,
+    TransformedDataset,
+    augmentation,
+    segmentation_transform,
+)
 
 
 def _augmented(train: Dataset, augment: str, size: int, *, flip: bool) -> Dataset:
@@ -136,6 +153,117 @@ def _imagefolder(
     train, val = image_folder_split(data_dir, augment=augment, image_size=size, on_bad_image=on_bad_image)
     classes = tuple(train.classes)
     return DataBundle("imagefolder", "classification", train, val, len(classes), 3, (size, size), classes)
+
+
+# ---------------------------------------------------------------------------- segmentation
+
+#: Grey padding of the embedded scenes (their backgrounds are uniform in [0, 1]); the mask is padded with 255.
+SHAPES_FILL = 0.5
+
+
+@register_dataset("shapes", task="segmentation")
+def _shapes_segmentation(
+    *,
+    seed: int = 0,
+    image_size: int | None = None,
+    num_train: int = 4000,
+    num_val: int = 1000,
+    augment: str = "none",
+) -> SegmentationBundle:
+    """Seeded scenes of 1-4 circles, squares, triangles and crosses with per-pixel masks (embedded, 64x64).
+
+    Class ``k + 1`` is ``SHAPE_CLASSES[k]``, 0 the background; the same scenes as the classification set's
+    renderer with 1-4 objects, so several classes meet in one image.
+    """
+    check_int("seed", seed, minimum=0)
+    size = 64 if image_size is None else check_int("image_size", image_size, minimum=8)
+    check_int("num_train", num_train)
+    check_int("num_val", num_val)
+    check_choice("augment", augment, AUGMENT_PRESETS)
+    # Train and validation scenes come from different seeds, so they never share a scene.
+    train = ShapesDataset(num_train, size=size, task="segmentation", seed=2 * seed)
+    if augment != "none":
+        train = JointTransformedDataset(
+            train, segmentation_transform(augment, image_size=size, fill=SHAPES_FILL)
+        )
+    val = ShapesDataset(num_val, size=size, task="segmentation", seed=2 * seed + 1)
+    classes = ("background", *SHAPE_CLASSES)
+    return SegmentationBundle(
+        name="shapes",
+        train=train,
+        val=val,
+        num_classes=len(classes),
+        in_channels=3,
+        image_size=(size, size),
+        classes=classes,
+        palette=voc_colormap(len(classes)),
+    )
+
+
+@register_dataset("voc", task="segmentation", from_files=True)
+def _voc(
+    *,
+    data_dir: Any = None,
+    download: bool = False,
+    augment: str = "none",
+    image_size: int | None = None,
+    on_bad_image: str = "error",
+) -> SegmentationBundle:
+    """Pascal VOC 2012, 21 classes, 255 on object boundaries, RGB (VOCdevkit files, 512x512 default)."""
+    size = 512 if image_size is None else check_int("image_size", image_size, minimum=8)
+    train, val = voc_split(
+        data_dir, download=download, augment=augment, image_size=size, on_bad_image=on_bad_image
+    )
+    return SegmentationBundle(
+        name="voc",
+        train=train,
+        val=val,
+        num_classes=len(VOC_CLASSES),
+        in_channels=3,
+        image_size=(size, size),
+        classes=VOC_CLASSES,
+        palette=voc_colormap(len(VOC_CLASSES)),
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
+    )
+
+
+@register_dataset("segfolder", task="segmentation", from_files=True)
+def _segfolder(
+    *,
+    data_dir: Any = None,
+    augment: str = "none",
+    image_size: int | None = None,
+    on_bad_image: str = "error",
+    num_classes: int | None = None,
+) -> SegmentationBundle:
+    """Your images and PNG masks in data_dir/{train,val}/{images,masks}/, RGB (256x256 default).
+
+    ``num_classes`` given (2 to 255) is checked against each mask as it is read; ``None`` reads every mask
+    once when loading and takes the largest class id (other than 255) plus one.
+    """
+    size = 256 if image_size is None else check_int("image_size", image_size, minimum=8)
+    train, val, k = segfolder_split(
+        data_dir, augment=augment, image_size=size, on_bad_image=on_bad_image, num_classes=num_classes
+    )
+    own = train.palette or val.palette  # the palette of palette-PNG masks, 768 values
+    palette = (
+        tuple(tuple(own[3 * i : 3 * i + 3]) for i in range(k))
+        if own and len(own) >= 3 * k
+        else voc_colormap(k)
+    )
+    return SegmentationBundle(
+        name="segfolder",
+        train=train,
+        val=val,
+        num_classes=k,
+        in_channels=3,
+        image_size=(size, size),
+        classes=("background", *(f"class_{i}" for i in range(1, k))),
+        palette=palette,
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
+    )
 
 
 # ---------------------------------------------------------------------------- token sequences

@@ -1,8 +1,13 @@
 """The data-set registry: a plain dict filled by the :func:`register_dataset` decorator, as the model registry.
 
-A data set has one name and one task (the kind of problem it poses): ``digits`` is a classification set,
-``reverse`` the data set of a seq2seq run. :func:`load_dataset` returns a :class:`DataBundle` (images) or
-a :class:`SequenceBundle` (token sequences); :func:`list_datasets` filters names with :mod:`fnmatch`.
+A data set is registered under a task (the kind of problem it poses) and a name: ``digits`` is a
+classification set, ``reverse`` the data set of a seq2seq run. One name may serve several tasks when the
+same data poses several problems: ``shapes`` is a classification set and a segmentation set (the same
+scenes, with per-pixel masks). :func:`get_dataset_info` and :func:`load_dataset` take ``task=``; without
+it a name registered under one task resolves as before, and a name registered under several raises
+``ValueError`` asking for ``task=``. :func:`load_dataset` returns a :class:`DataBundle` (images), a
+:class:`SegmentationBundle` (images with per-pixel masks) or a :class:`SequenceBundle` (token sequences);
+:func:`list_datasets` filters names with :mod:`fnmatch`.
 
 Every loader of a task accepts that task's shared options (:data:`SHARED_OPTIONS`), so one call fits
 every data set of the task; an option a data set has no use for is checked and then ignored (``data_dir``
@@ -30,6 +35,7 @@ TASKS = ("classification", "segmentation", "detection", "seq2seq")
 #: Options every loader of a task accepts, whether it uses them or not.
 SHARED_OPTIONS: dict[str, tuple[str, ...]] = {
     "classification": ("seed", "data_dir", "download", "augment", "image_size", "on_bad_image"),
+    "segmentation": ("seed", "data_dir", "download", "augment", "image_size", "on_bad_image"),
 }
 
 
@@ -37,9 +43,9 @@ SHARED_OPTIONS: dict[str, tuple[str, ...]] = {
 class DatasetInfo:
     """What the registry knows about one data set.
 
-    ``loader`` takes keyword arguments only and returns a :class:`DataBundle` or :class:`SequenceBundle`;
-    ``description`` is the first line of its docstring; ``from_files`` marks the sets read from
-    ``data_dir`` (the others are embedded or generated).
+    ``loader`` takes keyword arguments only and returns a :class:`DataBundle`, :class:`SegmentationBundle`
+    or :class:`SequenceBundle`; ``description`` is the first line of its docstring; ``from_files`` marks
+    the sets read from ``data_dir`` (the others are embedded or generated).
     """
 
     name: str
@@ -89,22 +95,57 @@ class SequenceBundle:
     collate_fn: Callable = field(default=pad_collate)
 
 
-_DATASETS: dict[str, DatasetInfo] = {}
+@dataclass(kw_only=True)
+class SegmentationBundle:
+    """Train and validation sets of a semantic segmentation data set (see :mod:`nnatlas.data.segmentation`).
+
+    Samples are ``(image (C, H, W) float32, mask (H, W) int64)``: the mask holds a class id in
+    ``[0, num_classes)`` per pixel, or ``ignore_index`` (255) where a pixel has no label (object boundaries
+    in VOC, padding added by a crop). Every sample of a split has ``image_size`` ``(H, W)``, so torch's
+    default collate applies (``collate_fn`` is ``None``).
+
+    **Arguments**
+
+    - ``num_classes``: ``K``, the background (class 0) included;
+    - ``classes``: ``K`` names, background first;
+    - ``palette``: ``K`` RGB triples in ``[0, 255]`` for coloured masks (class ``k`` is drawn in
+      ``palette[k]``); the Pascal VOC colour map unless the masks bring their own;
+    - ``mean``, ``std``: the per-channel normalisation the images went through after scaling to
+      ``[0, 1]`` (``None``: none; an image to predict on must be prepared the same way).
+    """
+
+    name: str
+    task: str = "segmentation"
+    train: Dataset
+    val: Dataset
+    num_classes: int
+    in_channels: int
+    image_size: tuple[int, int]
+    classes: tuple[str, ...]
+    ignore_index: int = 255
+    palette: tuple[tuple[int, int, int], ...]
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+    collate_fn: Callable | None = None
+
+
+#: ``(task, name) -> info``: one name may be registered under several tasks.
+_DATASETS: dict[tuple[str, str], DatasetInfo] = {}
 
 
 def register_dataset(
     name: str | None = None, *, task: str, from_files: bool = False
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Decorator that records a loader under ``name`` (default: the function's name)."""
+    """Decorator that records a loader under ``(task, name)`` (``name`` default: the function's name)."""
     if task not in TASKS:
         raise ValueError(f"task must be one of {', '.join(TASKS)}; got {task!r}")
 
     def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
         key = name or fn.__name__
-        if key in _DATASETS:
-            raise ValueError(f"data set {key!r} is already registered")
+        if (task, key) in _DATASETS:
+            raise ValueError(f"{task} data set {key!r} is already registered")
         doc = (fn.__doc__ or "").strip().splitlines()
-        _DATASETS[key] = DatasetInfo(
+        _DATASETS[task, key] = DatasetInfo(
             name=key, task=task, loader=fn, description=doc[0] if doc else "", from_files=from_files
         )
         return fn
@@ -112,33 +153,60 @@ def register_dataset(
     return wrap
 
 
-def list_datasets(pattern: str = "*", task: str | None = None) -> list[str]:
-    """Sorted names of registered data sets matching the fnmatch ``pattern`` and, if given, ``task``."""
-    if task is not None and task not in TASKS:
+def _check_task(task: str) -> None:
+    if task not in TASKS:
         raise ValueError(unknown_choice_message("task", task, TASKS))
-    return sorted(
-        n
-        for n, info in _DATASETS.items()
-        if fnmatch.fnmatch(n, pattern) and (task is None or info.task == task)
-    )
 
 
-def get_dataset_info(name: str) -> DatasetInfo:
-    """The :class:`DatasetInfo` of ``name``; an unknown name raises ``ValueError`` with the closest names."""
-    try:
-        return _DATASETS[name]
-    except KeyError:
-        raise ValueError(unknown_choice_message("data set", name, _DATASETS)) from None
+def list_datasets(pattern: str = "*", task: str | None = None) -> list[str]:
+    """Sorted names (each once) of registered data sets matching the fnmatch ``pattern`` and, if given,
+    ``task``."""
+    if task is not None:
+        _check_task(task)
+    return sorted({n for (t, n) in _DATASETS if fnmatch.fnmatch(n, pattern) and (task is None or t == task)})
 
 
-def load_dataset(name: str, **kwargs: Any) -> DataBundle | SequenceBundle:
-    """Load a registered data set: a :class:`DataBundle` (images) or a :class:`SequenceBundle` (seq2seq).
+def get_dataset_info(name: str, task: str | None = None) -> DatasetInfo:
+    """The :class:`DatasetInfo` of ``name`` registered under ``task``.
 
-    ``kwargs`` go to the data set's loader; the task's :data:`SHARED_OPTIONS` are checked and passed on
-    only to loaders that take them. An unknown name raises ``ValueError`` listing the closest names first;
-    an argument the data set does not take raises ``TypeError`` listing those it takes.
+    With ``task=None``, ``name`` must be registered under one task only; a name of several tasks raises
+    ``ValueError`` naming them. An unknown name raises ``ValueError`` with the closest names of ``task``
+    (of every task when ``task`` is ``None``) first.
     """
-    info = get_dataset_info(name)
+    if task is not None:
+        _check_task(task)
+        info = _DATASETS.get((task, name))
+        if info is not None:
+            return info
+        others = sorted(t for (t, n) in _DATASETS if n == name)
+        message = unknown_choice_message(f"{task} data set", name, list_datasets(task=task))
+        if others:
+            message = (
+                f"{task} data set {name!r} does not exist ({name!r} is a {' and '.join(others)} data set)"
+            )
+            message += f"; {task} data sets: {', '.join(list_datasets(task=task)) or 'none'}"
+        raise ValueError(message)
+    found = [info for (t, n), info in _DATASETS.items() if n == name]
+    if not found:
+        raise ValueError(unknown_choice_message("data set", name, list_datasets()))
+    if len(found) > 1:
+        tasks = " or ".join(f"task={info.task!r}" for info in sorted(found, key=lambda i: i.task))
+        raise ValueError(f"data set {name!r} exists for several tasks; pass {tasks}")
+    return found[0]
+
+
+def load_dataset(
+    name: str, *, task: str | None = None, **kwargs: Any
+) -> DataBundle | SegmentationBundle | SequenceBundle:
+    """Load a registered data set: a :class:`DataBundle` (classification), a :class:`SegmentationBundle`
+    (segmentation) or a :class:`SequenceBundle` (seq2seq).
+
+    ``task`` picks among the data sets of that name (see :func:`get_dataset_info`). ``kwargs`` go to the
+    data set's loader; the task's :data:`SHARED_OPTIONS` are checked and passed on only to loaders that
+    take them. An unknown name raises ``ValueError`` listing the closest names first; an argument the data
+    set does not take raises ``TypeError`` listing those it takes.
+    """
+    info = get_dataset_info(name, task)
     takes = {p.name for p in inspect.signature(info.loader).parameters.values() if p.kind is p.KEYWORD_ONLY}
     shared = SHARED_OPTIONS.get(info.task, ())
     for key in kwargs:
@@ -171,7 +239,7 @@ def _check_shared_options(
 class DatasetLoaders(Mapping[str, Callable[..., Any]]):
     """A read-only, live view ``name -> load`` of the registered data sets of one task.
 
-    ``view[name](**kwargs)`` is ``load_dataset(name, **kwargs)``.
+    ``view[name](**kwargs)`` is ``load_dataset(name, task=view.task, **kwargs)``.
     """
 
     def __init__(self, task: str) -> None:
@@ -180,16 +248,15 @@ class DatasetLoaders(Mapping[str, Callable[..., Any]]):
         self.task = task
 
     def __getitem__(self, name: str) -> Callable[..., Any]:
-        info = _DATASETS.get(name)
-        if info is None or info.task != self.task:
+        if (self.task, name) not in _DATASETS:
             raise KeyError(name)
-        return partial(load_dataset, name)
+        return partial(load_dataset, name, task=self.task)
 
     def __iter__(self) -> Iterator[str]:
-        return iter([n for n, info in _DATASETS.items() if info.task == self.task])
+        return iter([n for (t, n) in _DATASETS if t == self.task])
 
     def __len__(self) -> int:
-        return sum(info.task == self.task for info in _DATASETS.values())
+        return sum(t == self.task for (t, _) in _DATASETS)
 
     def __repr__(self) -> str:
         return f"DatasetLoaders(task={self.task!r}: {', '.join(self)})"

@@ -8,6 +8,19 @@
   those invariances from rotated and rescaled samples.
 
 Digit data sets get no flip: a mirrored digit is a different glyph.
+
+Segmentation transforms move an image and its mask together (:func:`segmentation_transform`): the mask is a
+``tv_tensors.Mask``, which torchvision resizes with nearest-neighbour interpolation (a class id is never
+blended) and leaves alone under colour transforms. Padding fills the mask with the ignore index (255), so a
+padded pixel counts for no class.
+
+- ``none``: validation geometry (:class:`FitAndPad`): scaled down, never up, to fit in ``S x S``, then
+  padded at the bottom and right to ``S x S``; no pixel of the image is lost;
+- ``basic``: a random scale of the image fitted in ``S x S`` by a factor in ``[0.5, 2.0]``
+  (``v2.ScaleJitter``; the range of DeepLab v3's training, Chen et al. 2017), a random ``S x S`` crop,
+  padded where the scaled image is smaller (``v2.RandomCrop(pad_if_needed=True)``), and a horizontal flip;
+- ``strong``: ``basic`` plus colour jitter of the image only (brightness, contrast, saturation 0.4, timm's
+  ``color_jitter=0.4`` default).
 """
 
 from __future__ import annotations
@@ -15,14 +28,22 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
 import torch
+import torchvision.transforms.v2.functional as F
 from torch.utils.data import Dataset
+from torchvision import tv_tensors
 from torchvision.transforms import v2
 
 from nnatlas._choices import AUGMENT_PRESETS
 
 STRONG_DEGREES = 15.0
 STRONG_SCALE = (0.85, 1.15)
+#: Range of the random scale of the segmentation presets, relative to the image fitted in the crop.
+SEGMENTATION_SCALE = (0.5, 2.0)
+#: Brightness, contrast and saturation jitter of the ``strong`` segmentation preset.
+SEGMENTATION_JITTER = 0.4
+IGNORE_INDEX = 255
 
 
 def _check_preset(preset: str) -> None:
@@ -80,3 +101,141 @@ class TransformedDataset(Dataset):
     def __getitem__(self, index: int) -> Any:
         image, *rest = self.dataset[index]
         return (self.transform(image), *rest)
+
+
+# ---------------------------------------------------------------------------- image and mask together
+
+
+class FitAndPad(v2.Transform):
+    """Scale down (never up) so that the image fits in ``size x size``, then pad at the bottom and right to
+    ``size x size``: images with ``fill``, masks with ``ignore_index``.
+
+    Every pixel of the input survives, so a prediction on the output, cropped back to the top-left
+    ``(h', w')``, covers the whole (rescaled) image; with ``size`` at least the largest side nothing is
+    resized and the padded pixels are ignored by the loss and the metrics (DeepLab evaluates Pascal VOC
+    on images padded to 513 x 513 the same way: mean pixel for the image, ignore label for the mask).
+    """
+
+    def __init__(
+        self, size: int, *, fill: float | Sequence[float] = 0.0, ignore_index: int = IGNORE_INDEX
+    ) -> None:
+        super().__init__()
+        self.size, self.fill, self.ignore_index = size, fill, ignore_index
+
+    def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
+        h, w = v2.query_size(flat_inputs)
+        r = min(1.0, self.size / h, self.size / w)  # 1: the image fits already
+        nh, nw = (min(self.size, max(1, round(n * r))) for n in (h, w))
+        return {
+            "size": (nh, nw),
+            "resize": (nh, nw) != (h, w),
+            "padding": [0, 0, self.size - nw, self.size - nh],
+        }
+
+    def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
+        if params["resize"]:
+            inpt = self._call_kernel(F.resize, inpt, size=list(params["size"]), antialias=True)
+        if not any(params["padding"]):
+            return inpt
+        fill = self.ignore_index if isinstance(inpt, tv_tensors.Mask) else self.fill
+        fill = list(fill) if isinstance(fill, Sequence) else fill
+        return self._call_kernel(F.pad, inpt, padding=params["padding"], fill=fill)
+
+
+class SegmentationTransform:
+    """``(image, mask) -> (image (C, S, S) float32, mask (S, S) int64)`` through torchvision v2 transforms.
+
+    ``image``: a PIL image, an ``(H, W, C)`` uint8 array or a ``(C, H, W)`` tensor; ``mask``: an ``(H, W)``
+    array, tensor or PIL image of class ids. The mask travels as a ``tv_tensors.Mask``.
+    """
+
+    def __init__(self, transforms: Sequence[Callable[..., Any]]) -> None:
+        self.transforms = v2.Compose(list(transforms))
+
+    def __call__(self, image: Any, mask: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        image = tv_tensors.Image(image) if isinstance(image, torch.Tensor) else F.to_image(image)
+        mask = mask if isinstance(mask, torch.Tensor) else torch.from_numpy(np.array(mask, dtype=np.int64))
+        if mask.numel() and 0 <= int(mask.min()) and int(mask.max()) <= 255:
+            mask = mask.to(torch.uint8)  # resized 6x faster than int64; ToDtype gives int64 at the end
+        image, mask = self.transforms(image, tv_tensors.Mask(mask))
+        return image.as_subclass(torch.Tensor), mask.as_subclass(torch.Tensor)
+
+    def __repr__(self) -> str:
+        return f"SegmentationTransform({self.transforms!r})"
+
+
+def segmentation_transform(
+    preset: str,
+    *,
+    image_size: int,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    fill: float | Sequence[float] = 0.0,
+    ignore_index: int = IGNORE_INDEX,
+) -> SegmentationTransform:
+    """The joint image + mask transform of ``preset`` (see the module docstring) with ``S = image_size``.
+
+    The image becomes float32 in ``[0, 1]`` and, with ``mean`` and ``std``, is normalised. ``fill`` pads
+    the image in its input units (uint8 images: ``0..255``; choose the mean pixel so that padding is ``0``
+    after normalisation); the mask is padded with ``ignore_index``.
+    """
+    _check_preset(preset)
+    size = (image_size, image_size)
+    ops: list[Callable[..., Any]] = []
+    if preset == "none":
+        ops.append(FitAndPad(image_size, fill=fill, ignore_index=ignore_index))
+    else:
+        pad = {tv_tensors.Image: fill, tv_tensors.Mask: ignore_index}
+        ops += [
+            v2.ScaleJitter(size, scale_range=SEGMENTATION_SCALE),
+            v2.RandomCrop(size, pad_if_needed=True, fill=pad),
+            v2.RandomHorizontalFlip(),
+        ]
+        if preset == "strong":
+            j = SEGMENTATION_JITTER
+            ops.append(v2.ColorJitter(brightness=j, contrast=j, saturation=j))
+    ops.append(
+        v2.ToDtype(
+            {tv_tensors.Image: torch.float32, tv_tensors.Mask: torch.int64, "others": None}, scale=True
+        )
+    )
+    if mean is not None or std is not None:
+        if mean is None or std is None:
+            raise ValueError("mean and std go together: pass both or neither")
+        ops.append(v2.Normalize(list(mean), list(std)))
+    return SegmentationTransform(ops)
+
+
+def prepare_image(
+    image: Any, *, mean: Sequence[float] | None = None, std: Sequence[float] | None = None
+) -> torch.Tensor:
+    """An image to predict on, prepared as the validation images of a segmentation bundle but at its own
+    size: RGB, float32 in ``[0, 1]``, normalised with ``mean`` / ``std`` when given: ``(3, H, W)``.
+
+    ``image``: a PIL image (converted to RGB), an ``(H, W, 3)`` uint8 array or a ``(3, H, W)`` tensor.
+    """
+    if hasattr(image, "convert"):
+        image = image.convert("RGB")
+    ops: list[Callable[..., Any]] = [v2.ToImage(), v2.ToDtype(torch.float32, scale=True)]
+    if mean is not None or std is not None:
+        if mean is None or std is None:
+            raise ValueError("mean and std go together: pass both or neither")
+        ops.append(v2.Normalize(list(mean), list(std)))
+    out = v2.Compose(ops)(image)
+    if out.ndim != 3 or out.shape[0] != 3:
+        raise ValueError(f"expected an RGB image (3 channels); got a tensor of shape {tuple(out.shape)}")
+    return out.as_subclass(torch.Tensor)
+
+
+class JointTransformedDataset(Dataset):
+    """``dataset`` of ``(image, mask)`` samples, each pair going through ``transform(image, mask)``."""
+
+    def __init__(self, dataset: Dataset, transform: Callable[[Any, Any], Any]) -> None:
+        self.dataset, self.transform = dataset, transform
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, index: int) -> Any:
+        image, mask = self.dataset[index]
+        return self.transform(image, mask)
