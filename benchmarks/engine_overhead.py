@@ -3,7 +3,8 @@
 Same model (cifar_resnet20, 3x32x32 inputs, 10 classes), same data (a shuffled in-memory TensorDataset
 through a DataLoader), same optimiser (AdamW, weight decay on weights only) and schedule. The bare loop is
 what a user would write: forward, cross-entropy, zero_grad, backward, step, scheduler step, ``loss.item()``.
-The engine runs the same through ``Trainer.train_epoch`` (task, NaN guard, accumulation bookkeeping,
+The engine runs the same through ``Trainer.train_epoch`` (task, the divergence guard on the loss, the
+gradient norm and every weight and buffer, accumulation bookkeeping,
 sampler, progress hook); both update the same model, optimiser and schedule objects, alternately.
 Median of 7 after warm-up; ratio = engine / bare.
 
@@ -51,7 +52,7 @@ def main() -> None:
 
     def engine() -> None:
         epoch[0] += 1
-        trainer.batch = 0
+        trainer.position.batch = 0
         trainer.train_epoch(epoch[0])
 
     def bare() -> None:

@@ -57,3 +57,20 @@ def explicit_dests(parser: argparse.ArgumentParser, argv: Sequence[str]) -> set[
         if flag in by_flag:
             found.add(by_flag[flag])
     return found
+
+
+def parse_kwargs(items: Sequence[str], flag: str) -> dict:
+    """``["k=v", ...]`` as a dict; each value a Python literal (``8``, ``True``, ``(1, 2)``, ``'x'``) or else
+    the plain string. A malformed item is a ``ValueError`` naming ``flag``."""
+    import ast
+
+    out = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key.isidentifier():
+            raise ValueError(f"{flag} takes KEY=VALUE items with a Python name as KEY; got {item!r}")
+        try:
+            out[key] = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            out[key] = text
+    return out

@@ -67,7 +67,9 @@ def run(args: argparse.Namespace) -> int:
         try:
             built = recipe.build(saved_args(config, **overrides))
         except (ValueError, TypeError) as e:
-            raise ValueError(f"the run in {str(run_dir)!r} cannot be rebuilt from its config.json: {e}") from None
+            raise ValueError(
+                f"the run in {str(run_dir)!r} cannot be rebuilt from its config.json: {e}"
+            ) from None
         state = read_weights(run_dir, args.weights)
         load_model_state(built.model, state, run_dir / WEIGHT_FILES[args.weights])
     except (ValueError, TypeError, CheckpointError) as e:

@@ -1,4 +1,5 @@
-"""The ``nnatlas`` command: ``models``, ``train TASK``, ``eval``, ``inspect``, ``attention``, ``export``.
+"""The ``nnatlas`` command: ``models``, ``train TASK``, ``eval``, ``inspect``, ``attention``, ``export``,
+``predict``.
 
 Bad arguments print one line on stderr and exit with code 2; failures at run time exit with code 1 and a
 message; never a traceback (set ``NNATLAS_DEBUG=1`` to see one).
@@ -12,7 +13,15 @@ import sys
 from collections.abc import Sequence
 
 from nnatlas import __version__
-from nnatlas.cli import attention_cmd, eval_cmd, export_cmd, inspect_cmd, models_cmd, train_cmd
+from nnatlas.cli import (
+    attention_cmd,
+    eval_cmd,
+    export_cmd,
+    inspect_cmd,
+    models_cmd,
+    predict_cmd,
+    train_cmd,
+)
 from nnatlas.cli.common import ArgumentParser, UsageError, eprint
 
 
@@ -30,6 +39,7 @@ def build_parser() -> ArgumentParser:
     inspect_cmd.add_parser(sub)
     attention_cmd.add_parser(sub)
     export_cmd.add_parser(sub)
+    predict_cmd.add_parser(sub)
     return parser
 
 

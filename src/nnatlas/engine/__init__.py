@@ -27,8 +27,11 @@ from nnatlas.engine.runs import (
 )
 from nnatlas.engine.tasks import (
     ClassificationTask,
+    SegmentationMetrics,
+    SegmentationTask,
     Seq2SeqTask,
     Task,
+    dice_loss,
     get_task_class,
     list_tasks,
     register_task,
@@ -63,6 +66,8 @@ __all__ = [
     "Position",
     "ProgressReporter",
     "RunDirError",
+    "SegmentationMetrics",
+    "SegmentationTask",
     "Seq2SeqTask",
     "Task",
     "TrainConfig",
@@ -75,6 +80,7 @@ __all__ = [
     "check_amp",
     "create_run_dir",
     "describe_mismatch",
+    "dice_loss",
     "dist_info",
     "evaluate_model",
     "get_task_class",

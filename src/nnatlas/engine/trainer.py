@@ -211,9 +211,13 @@ def evaluate_model(
     for batch in loader:
         with autocast(amp, device):
             task.validation_step(model, _to_device(batch, device, channels_last), metrics)
-    result = {f"{prefix}{k}": float(v) for k, v in metrics.compute().items()}
+    computed = metrics.compute()
+    finalize = getattr(
+        task, "finalize", None
+    )  # a task whose metrics are not all scalars turns them into scalars
+    values = finalize(computed) if finalize is not None else {k: float(v) for k, v in computed.items()}
     model.train(was_training)
-    return result
+    return {f"{prefix}{k}": v for k, v in values.items()}
 
 
 class _StopSignals:

@@ -100,17 +100,16 @@ class Classification(Recipe):
     def build(self, args: argparse.Namespace) -> Built:
         import torch
 
-        from nnatlas.data import get_dataset_info, load_dataset
+        from nnatlas.data import load_dataset
         from nnatlas.engine import ClassificationTask
         from nnatlas.models import create_model, get_model_info
 
         info = get_model_info(args.model)
         if info.task != self.name:
             raise ValueError(f"model {args.model!r} is a {info.task} model; the task is {self.name}")
-        if get_dataset_info(args.data).task != self.name:
-            raise ValueError(f"data set {args.data!r} is a {get_dataset_info(args.data).task} data set")
         data = load_dataset(
             args.data,
+            task=self.name,
             seed=args.seed,
             data_dir=args.data_dir,
             download=args.download,

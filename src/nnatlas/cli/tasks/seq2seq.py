@@ -142,7 +142,7 @@ class Seq2Seq(Recipe):
             "num_symbols": args.symbols,
             "seed": args.seed,
         }
-        data = load_dataset(args.data, **{k: v for k, v in sequences.items() if k != "task"})
+        data = load_dataset(args.data, task=self.name, **{k: v for k, v in sequences.items() if k != "task"})
         model_kwargs = {
             "vocab_size": data.vocab_size,
             "d_model": args.d_model,

@@ -34,6 +34,9 @@ class Task(Protocol):
     def validation_step(self, model: nn.Module, batch: Any, metrics: torchmetrics.MetricCollection) -> None:
         """Update ``metrics`` with one batch (the model is in eval mode, gradients are off)."""
 
+    # Optional: ``finalize(computed) -> dict[str, float]`` turns ``metrics.compute()`` into the scalar
+    # columns when some metrics are not scalars (per-class IoU); without it each metric is one float.
+
 
 _TASKS: dict[str, type] = {}
 T = TypeVar("T", bound=type)
