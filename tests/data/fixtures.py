@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import pickle
 import struct
 from pathlib import Path
@@ -179,4 +180,176 @@ def write_segfolder(
                 save_palette_mask(path, mask)
             else:
                 Image.fromarray(mask).save(path)  # uint8 (H, W): mode L
+    return root
+
+
+# ---------------------------------------------------------------------------- detection: VOC XML, COCO JSON
+
+
+def voc_xml(stem: str, size, objects) -> str:
+    """One VOC annotation as the devkit writes it: ``objects`` are ``(name, (xmin, ymin, xmax, ymax),
+    difficult)`` with 1-based inclusive pixel corners; a ``person`` gets a ``head`` part (a nested
+    ``<name>`` and ``<bndbox>`` that are not an object)."""
+    w, h = size
+    parts = []
+    for name, box, difficult in objects:
+        corners = "".join(
+            f"<{k}>{v}</{k}>" for k, v in zip(("xmin", "ymin", "xmax", "ymax"), box, strict=True)
+        )
+        part = (
+            "<part><name>head</name><bndbox><xmin>2</xmin><ymin>2</ymin><xmax>4</xmax><ymax>4</ymax></bndbox></part>"
+            if name == "person"
+            else ""
+        )
+        parts.append(
+            f"\t<object>\n\t\t<name>{name}</name>\n\t\t<pose>Unspecified</pose>\n\t\t<truncated>0</truncated>\n"
+            f"\t\t<difficult>{difficult}</difficult>\n\t\t<bndbox>{corners}</bndbox>{part}\n\t</object>\n"
+        )
+    return (
+        f"<annotation>\n\t<folder>VOC2012</folder>\n\t<filename>{stem}.jpg</filename>\n"
+        "\t<source>\n\t\t<database>The VOC2007 Database</database>\n\t\t<annotation>PASCAL VOC2007</annotation>\n"
+        "\t\t<image>flickr</image>\n\t</source>\n"
+        f"\t<size>\n\t\t<width>{w}</width>\n\t\t<height>{h}</height>\n\t\t<depth>3</depth>\n\t</size>\n"
+        f"\t<segmented>0</segmented>\n{''.join(parts)}</annotation>\n"
+    )
+
+
+#: ``{split: [(id, (W, H), objects)]}``: boxes inside their images, one difficult object, an image without
+#: objects.
+VOC_DETECTION_SPLITS = {
+    "train": [
+        ("2007_000027", (24, 20), [("person", (3, 2, 12, 18), 0), ("dog", (10, 8, 24, 20), 0)]),
+        ("2007_000032", (20, 16), [("aeroplane", (1, 1, 20, 16), 0)]),
+        ("2007_000039", (18, 22), []),
+    ],
+    "val": [
+        ("2007_000033", (22, 18), [("tvmonitor", (5, 4, 15, 14), 0), ("chair", (2, 9, 8, 18), 1)]),
+        ("2007_000042", (16, 24), [("train", (2, 3, 16, 20), 0)]),
+    ],
+}
+
+
+def write_voc_detection(root: Path, splits=None, seed: int = 0) -> Path:
+    """``root/VOCdevkit/VOC2012`` as published for detection: ``JPEGImages/<id>.jpg`` (RGB JPEG),
+    ``Annotations/<id>.xml`` and ``ImageSets/Main/{train,val}.txt``; returns the VOC2012 folder."""
+    splits = splits or VOC_DETECTION_SPLITS
+    rng = np.random.default_rng(seed)
+    base = root / "VOCdevkit" / "VOC2012"
+    for d in ("JPEGImages", "Annotations", "ImageSets/Main"):
+        (base / d).mkdir(parents=True, exist_ok=True)
+    for split, items in splits.items():
+        for stem, size, objects in items:
+            pixels = rng.integers(0, 256, size=(size[1], size[0], 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(base / "JPEGImages" / f"{stem}.jpg", quality=95)
+            (base / "Annotations" / f"{stem}.xml").write_text(voc_xml(stem, size, objects))
+        (base / "ImageSets" / "Main" / f"{split}.txt").write_text("".join(f"{s}\n" for s, _, _ in items))
+    return base
+
+
+#: COCO categories with ids that are neither contiguous nor listed in order (as COCO's 1..90 with gaps).
+COCO_CATEGORIES = [
+    {"supercategory": "animal", "id": 18, "name": "dog"},
+    {"supercategory": "person", "id": 1, "name": "person"},
+    {"supercategory": "vehicle", "id": 3, "name": "car"},
+]
+
+
+def _polygon_box(polygon):
+    xs, ys = polygon[0::2], polygon[1::2]
+    return [min(xs), min(ys), max(xs) - min(xs), max(ys) - min(ys)]
+
+
+def coco_instances(split: str, *, degenerate: bool = True, masks: bool = True) -> dict:
+    """A COCO instances file's contents: polygons (one object of two polygons), an uncompressed-RLE crowd
+    region, an image without annotations; with ``degenerate``, a bbox of zero width and one partly outside
+    its image (their segments inside). Integer and half-pixel coordinates (exact in float32)."""
+    if split == "train":
+        images = [
+            (7, "000000000007.jpg", 32, 24),
+            (3, "000000000003.jpg", 28, 20),
+            (12, "000000000012.jpg", 20, 20),
+        ]
+        anns = [
+            (101, 3, 1, [[2, 2, 12, 2, 12, 16, 2, 16]], 0),
+            (102, 3, 18, [[14, 4, 26.5, 4, 20, 18]], 0),
+            (103, 7, 3, [[1, 1, 8, 1, 8, 6, 1, 6], [10, 10, 20, 10, 20, 20, 10, 20]], 0),
+            (104, 7, 1, "rle", 1),
+        ]
+        if degenerate:
+            anns += [(105, 7, 18, [[24, 2, 24, 10, 30, 6]], 0), (106, 3, 3, [[20, 12, 27, 12, 27, 19]], 0)]
+    else:
+        images = [(42, "000000000042.jpg", 24, 30), (40, "000000000040.jpg", 30, 24)]
+        anns = [
+            (201, 40, 3, [[3, 3, 20, 3, 20, 12, 3, 12]], 0),
+            (202, 40, 1, [[22, 2, 28, 2, 28, 20, 22, 20]], 0),
+            (203, 42, 18, [[4, 6, 18, 6, 18, 26, 4, 26]], 0),
+            (204, 42, 1, "rle", 1),
+            (205, 42, 3, [[6, 8, 10, 8, 10, 12, 6, 12]], 0),
+        ]
+    sizes = {i: (w, h) for i, _, w, h in images}
+    annotations = []
+    for ann_id, image_id, cat, segment, crowd in anns:
+        w, h = sizes[image_id]
+        if segment == "rle":  # a 6x4 block at (2, 12), column-major run lengths as COCO stores crowds
+            m = np.zeros((h, w), np.uint8)
+            m[12:16, 2:8] = 1
+            flat = m.flatten(order="F")
+            counts, value, run = [], 0, 0
+            for v in flat:
+                if v != value:
+                    counts.append(run)
+                    value, run = v, 0
+                run += 1
+            counts.append(run)
+            ann = {"segmentation": {"counts": counts, "size": [h, w]}, "bbox": [2, 12, 6, 4], "area": 24}
+        else:
+            boxes = [_polygon_box(p) for p in segment]
+            x1 = min(b[0] for b in boxes)
+            y1 = min(b[1] for b in boxes)
+            x2 = max(b[0] + b[2] for b in boxes)
+            y2 = max(b[1] + b[3] for b in boxes)
+            ann = {
+                "segmentation": segment,
+                "bbox": [x1, y1, x2 - x1, y2 - y1],
+                "area": float((x2 - x1) * (y2 - y1)) * 0.8,
+            }
+        if ann_id == 105:
+            ann["bbox"][2] = 0  # zero width
+        if ann_id == 106:
+            ann["bbox"][2] = 12  # 20 + 12 > 28: partly outside the image
+        if not masks:
+            del ann["segmentation"]
+        annotations.append({"id": ann_id, "image_id": image_id, "category_id": cat, "iscrowd": crowd, **ann})
+    return {
+        "info": {"description": "nnatlas test fixture", "version": "1.0", "year": 2017},
+        "licenses": [{"url": "http://creativecommons.org/licenses/by/2.0/", "id": 1, "name": "CC BY 2.0"}],
+        "images": [
+            {
+                "license": 1,
+                "file_name": f,
+                "height": h,
+                "width": w,
+                "id": i,
+                "date_captured": "2013-11-14 17:02:52",
+            }
+            for i, f, w, h in images
+        ],
+        "annotations": annotations,
+        "categories": [dict(c) for c in COCO_CATEGORIES],
+    }
+
+
+def write_coco(root: Path, *, degenerate: bool = True, masks: bool = True, seed: int = 0) -> Path:
+    """``root/{train2017,val2017}/<file_name>`` (RGB JPEGs) and ``root/annotations/instances_{train,val}2017.json``
+    as published (:func:`coco_instances`); returns ``root``."""
+    rng = np.random.default_rng(seed)
+    (root / "annotations").mkdir(parents=True, exist_ok=True)
+    for split in ("train", "val"):
+        data = coco_instances(split, degenerate=degenerate, masks=masks)
+        folder = root / f"{split}2017"
+        folder.mkdir(exist_ok=True)
+        for image in data["images"]:
+            pixels = rng.integers(0, 256, size=(image["height"], image["width"], 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(folder / image["file_name"], quality=95)
+        (root / "annotations" / f"instances_{split}2017.json").write_text(json.dumps(data))
     return root

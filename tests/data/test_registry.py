@@ -9,9 +9,11 @@ from torch.utils.data import DataLoader
 import nnatlas.data.registry as registry
 from nnatlas.data import (
     DATASETS,
+    DETECTION_DATASETS,
     FILE_DATASETS,
     SEGMENTATION_DATASETS,
     DataBundle,
+    DetectionBundle,
     SegmentationBundle,
     SequenceBundle,
     get_dataset_info,
@@ -27,16 +29,24 @@ from nnatlas.data import (
 IMAGE_SETS = {"digits", "shapes", "mnist", "fashion_mnist", "cifar10", "cifar100", "imagefolder"}
 SEQUENCE_SETS = {"copy", "reverse", "sort", "add"}
 SEGMENTATION_SETS = {"shapes", "voc", "segfolder"}
-FILE_SETS = {"mnist", "fashion_mnist", "cifar10", "cifar100", "imagefolder", "voc", "segfolder"}
-TASK_SETS = {"classification": IMAGE_SETS, "segmentation": SEGMENTATION_SETS, "seq2seq": SEQUENCE_SETS}
+DETECTION_SETS = {"shapes", "voc", "coco"}
+FILE_SETS = {"mnist", "fashion_mnist", "cifar10", "cifar100", "imagefolder", "voc", "segfolder", "coco"}
+TASK_SETS = {
+    "classification": IMAGE_SETS,
+    "segmentation": SEGMENTATION_SETS,
+    "detection": DETECTION_SETS,
+    "seq2seq": SEQUENCE_SETS,
+}
+#: Names registered under several tasks, which need task=.
+SHARED_NAMES = {"shapes", "voc"}
 
 
 def test_every_name_of_every_task_has_a_description():
-    assert list_datasets() == sorted(IMAGE_SETS | SEQUENCE_SETS | SEGMENTATION_SETS)  # each name once
+    assert list_datasets() == sorted(IMAGE_SETS | SEQUENCE_SETS | SEGMENTATION_SETS | DETECTION_SETS)  # once
     assert set(list_datasets(task="classification")) == IMAGE_SETS
     assert set(list_datasets(task="seq2seq")) == SEQUENCE_SETS
     assert list_datasets(task="segmentation") == sorted(SEGMENTATION_SETS)
-    assert list_datasets(task="detection") == []
+    assert list_datasets(task="detection") == ["coco", "shapes", "voc"]
     assert list_datasets("cifar*") == ["cifar10", "cifar100"]
     assert list_datasets("shape*") == ["shapes"]
     assert list_datasets("*mnist", task="classification") == ["fashion_mnist", "mnist"]
@@ -46,7 +56,7 @@ def test_every_name_of_every_task_has_a_description():
             info = get_dataset_info(name, task=task)
             assert (info.name, info.task) == (name, task) and info.from_files == (name in FILE_SETS)
             assert info.description == inspect.getdoc(info.loader).splitlines()[0] != ""
-            if name != "shapes":  # a name of one task needs no task=
+            if name not in SHARED_NAMES:  # a name of one task needs no task=
                 assert get_dataset_info(name) is info
 
 
@@ -58,7 +68,7 @@ def test_a_name_of_several_tasks_needs_task():
         with pytest.raises(
             ValueError,
             match=r"^data set 'shapes' exists for several tasks; pass task='classification' or "
-            r"task='segmentation'$",
+            r"task='detection' or task='segmentation'$",
         ):
             call()
     cls = load_dataset("shapes", task="classification", num_train=2, num_val=1)
@@ -146,6 +156,8 @@ def test_datasets_is_a_read_only_view_of_the_classification_sets():
         and "digits" not in SEGMENTATION_DATASETS
     )
     assert isinstance(SEGMENTATION_DATASETS["shapes"](num_train=2, num_val=1), SegmentationBundle)
+    assert list(DETECTION_DATASETS) == ["shapes", "voc", "coco"] and "segfolder" not in DETECTION_DATASETS
+    assert isinstance(DETECTION_DATASETS["shapes"](num_train=2, num_val=1), DetectionBundle)
 
 
 @pytest.mark.parametrize("name", sorted(SEQUENCE_SETS))
@@ -174,7 +186,7 @@ def test_add_in_a_base_above_36_is_integer_addition():
     assert tokens_to_text([plus], task="add", num_symbols=40) == ["+"]
 
 
-@pytest.mark.parametrize("task", ["classification", "segmentation"])
+@pytest.mark.parametrize("task", ["classification", "segmentation", "detection"])
 def test_shapes_take_image_size(task):
     data = load_dataset("shapes", task=task, image_size=24, num_train=3, num_val=2, seed=1)
     assert data.image_size == (24, 24) and data.train[0][0].shape == (3, 24, 24) and len(data.val) == 2
@@ -202,9 +214,23 @@ def test_shapes_take_image_size(task):
         ("shapes", {"task": "segmentation", "image_size": 4}, "image_size must be an int >= 8; got 4"),
         ("shapes", {"task": "segmentation", "num_train": 0}, "num_train must be a positive int; got 0"),
         ("shapes", {"task": "segmentation", "augment": "heavy"}, "augment must be one of"),
-        ("voc", {"image_size": 4}, "image_size must be an int >= 8; got 4"),
-        ("voc", {"on_bad_image": "ignore"}, "on_bad_image must be one of"),
-        ("voc", {"data_dir": None}, "data set 'voc' is read from files: data_dir is required (got None)"),
+        ("voc", {"task": "segmentation", "image_size": 4}, "image_size must be an int >= 8; got 4"),
+        ("voc", {"task": "segmentation", "on_bad_image": "ignore"}, "on_bad_image must be one of"),
+        (
+            "voc",
+            {"task": "segmentation", "data_dir": None},
+            "data set 'voc' is read from files: data_dir is required (got None)",
+        ),
+        ("shapes", {"task": "detection", "image_size": 4}, "image_size must be an int >= 8; got 4"),
+        ("shapes", {"task": "detection", "num_val": 0}, "num_val must be a positive int; got 0"),
+        ("shapes", {"task": "detection", "augment": "heavy"}, "augment must be one of"),
+        ("voc", {"task": "detection", "image_size": 4}, "image_size must be an int >= 8; got 4"),
+        ("voc", {"task": "detection", "on_bad_image": "ignore"}, "on_bad_image must be one of"),
+        ("voc", {"task": "detection"}, "data set 'voc' is read from files: data_dir is required (got None)"),
+        ("coco", {"data_dir": ".", "image_size": 4}, "image_size must be an int >= 8; got 4"),
+        ("coco", {"augment": "heavy"}, "augment must be one of"),
+        ("coco", {}, "data set 'coco' is read from files: data_dir is required (got None)"),
+        ("coco", {"data_dir": ".", "download": True}, "download: coco is not downloaded by nnatlas; fetch"),
         ("segfolder", {"data_dir": ".", "num_classes": 1}, "num_classes must be an int in [2, 255]; got 1"),
         (
             "segfolder",
@@ -231,13 +257,24 @@ def test_arguments_a_data_set_does_not_take_are_refused():
     with pytest.raises(TypeError, match="'reverse' takes no argument 'data_dir'; it takes: max_len, min_len"):
         load_dataset("reverse", data_dir="data")
     with pytest.raises(TypeError, match="data set 'voc' takes no argument 'num_classes'; it takes: augment,"):
-        load_dataset("voc", num_classes=21)
+        load_dataset("voc", task="segmentation", num_classes=21)
+    with pytest.raises(
+        TypeError, match="data set 'coco' takes no argument 'num_classes'; it takes: augment,"
+    ):
+        load_dataset("coco", num_classes=81)
 
 
 def test_the_torch_free_name_lists_of_the_cli_match_the_registry():
-    from nnatlas._choices import EMBEDDED_IMAGE_DATA, FILE_IMAGE_DATA, SEGMENTATION_DATA, SEQUENCE_DATA
+    from nnatlas._choices import (
+        DETECTION_DATA,
+        EMBEDDED_IMAGE_DATA,
+        FILE_IMAGE_DATA,
+        SEGMENTATION_DATA,
+        SEQUENCE_DATA,
+    )
 
     assert FILE_IMAGE_DATA == FILE_DATASETS
     assert set(EMBEDDED_IMAGE_DATA) == IMAGE_SETS - set(FILE_DATASETS)
     assert set(SEQUENCE_DATA) == set(list_datasets(task="seq2seq"))
     assert sorted(SEGMENTATION_DATA) == list_datasets(task="segmentation")
+    assert sorted(DETECTION_DATA) == list_datasets(task="detection")

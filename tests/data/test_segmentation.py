@@ -97,7 +97,7 @@ def test_voc_colormap_is_the_devkits():
 
 def test_voc_reads_what_torchvision_lists_and_pads_validation_with_255(tmp_path):
     base = write_voc(tmp_path)
-    data = load_dataset("voc", data_dir=tmp_path, image_size=32)
+    data = load_dataset("voc", task="segmentation", data_dir=tmp_path, image_size=32)
     assert (data.num_classes, data.classes, data.image_size, data.in_channels) == (
         21,
         VOC_CLASSES,
@@ -134,7 +134,7 @@ def test_voc_reads_what_torchvision_lists_and_pads_validation_with_255(tmp_path)
 
 def test_voc_validation_scales_down_to_fit_and_keeps_every_pixel(tmp_path):
     write_voc(tmp_path, {"train": [("a", (40, 30))], "val": [("b", (40, 30))]})
-    data = load_dataset("voc", data_dir=tmp_path, image_size=16)
+    data = load_dataset("voc", task="segmentation", data_dir=tmp_path, image_size=16)
     image, mask = data.val[0]
     reference = torchvision.datasets.VOCSegmentation(str(tmp_path), image_set="val")
     ref = tv_tensors.Mask(torch.from_numpy(np.array(reference[0][1])).long())
@@ -145,7 +145,7 @@ def test_voc_validation_scales_down_to_fit_and_keeps_every_pixel(tmp_path):
 def test_voc_training_batches_are_fixed_size_with_every_preset(tmp_path):
     write_voc(tmp_path)
     for augment in ("none", "basic", "strong"):
-        data = load_dataset("voc", data_dir=tmp_path, image_size=24, augment=augment)
+        data = load_dataset("voc", task="segmentation", data_dir=tmp_path, image_size=24, augment=augment)
         for split in (data.train, data.val):
             images, masks = next(iter(DataLoader(split, batch_size=len(split), collate_fn=data.collate_fn)))
             assert images.shape == (len(split), 3, 24, 24) and masks.shape == (len(split), 24, 24)
@@ -160,7 +160,9 @@ def test_voc_download_goes_through_torchvision_once(tmp_path, monkeypatch):
         write_voc(tmp_path / "fetched")
 
     monkeypatch.setattr(torchvision.datasets.voc, "download_and_extract_archive", fake_download)
-    data = load_dataset("voc", data_dir=tmp_path / "fetched", download=True, image_size=32)
+    data = load_dataset(
+        "voc", task="segmentation", data_dir=tmp_path / "fetched", download=True, image_size=32
+    )
     assert calls == [
         (
             "https://thor.robots.ox.ac.uk/pascal/VOC/voc2012/VOCtrainval_11-May-2012.tar",
@@ -170,14 +172,14 @@ def test_voc_download_goes_through_torchvision_once(tmp_path, monkeypatch):
     ]
     assert (len(data.train), len(data.val)) == (3, 2)
     load_dataset(
-        "voc", data_dir=tmp_path / "fetched", download=True
+        "voc", task="segmentation", data_dir=tmp_path / "fetched", download=True
     )  # present: not fetched or unpacked again
     assert len(calls) == 1
 
 
 def _voc_error(tmp_path, **kwargs) -> str:
     with pytest.raises(ValueError) as info:
-        data = load_dataset("voc", data_dir=tmp_path, **kwargs)
+        data = load_dataset("voc", task="segmentation", data_dir=tmp_path, **kwargs)
         data.train[0]
     message = str(info.value)
     assert "\n" not in message and type(info.value).__name__ == "DataError"
@@ -217,7 +219,9 @@ def test_voc_masks_of_another_size_or_with_unknown_classes_are_named(tmp_path):
     bad = Image.fromarray(ids)
     bad.putpalette(mask.getpalette())
     bad.save(mask_path)
-    data = load_dataset("voc", data_dir=tmp_path)  # the ids are checked when the sample is read
+    data = load_dataset(
+        "voc", task="segmentation", data_dir=tmp_path
+    )  # the ids are checked when the sample is read
     data.train[0]
     with pytest.raises(ValueError) as info:
         data.train[1]

@@ -1,21 +1,36 @@
 """Data sets: embedded (digits, shapes), generated (the sequence tasks copy, reverse, sort, add) and real
-formats through torchvision (MNIST, Fashion-MNIST, CIFAR-10/100, image folders, Pascal VOC segmentation,
-folders of images and masks), with the augmentation presets of :mod:`nnatlas.data.transforms`.
+formats through torchvision (MNIST, Fashion-MNIST, CIFAR-10/100, image folders, Pascal VOC segmentation
+and detection, folders of images and masks, COCO detection), with the augmentation presets of
+:mod:`nnatlas.data.transforms`.
 
 Every data set has a task and a name in the registry (:mod:`nnatlas.data.registry`): :func:`list_datasets`,
 :func:`get_dataset_info` and :func:`load_dataset`, which returns a :class:`DataBundle` (images: train and
-validation sets with their metadata), a :class:`SegmentationBundle` (images with per-pixel masks) or a
-:class:`SequenceBundle` (token sequences). ``shapes`` is both a classification and a segmentation set, so
-it is loaded with ``task=``. The file-based sets take ``data_dir`` and ``download``; every image set takes
-``augment`` (none, basic, strong), applied to the training split only; ``imagefolder``, ``voc`` and
-``segfolder`` take ``on_bad_image`` (error, skip). Files are checked before training or when they are read:
-a corrupt file, a label outside the classes, a mask that does not fit its image or an unreadable image
-raises :class:`DataError` (a ``ValueError``) with one line naming the file and what is wrong.
+validation sets with their metadata), a :class:`SegmentationBundle` (images with per-pixel masks), a
+:class:`DetectionBundle` (images with boxes, labels and instance masks) or a :class:`SequenceBundle` (token
+sequences). ``shapes`` is a classification, a segmentation and a detection set and ``voc`` a segmentation
+and a detection set, so they are loaded with ``task=``. The file-based sets take ``data_dir`` and
+``download``; every image set takes ``augment`` (none, basic, strong), applied to the training split only;
+``imagefolder``, ``voc``, ``segfolder`` and ``coco`` take ``on_bad_image`` (error, skip). Files are checked
+before training or when they are read: a corrupt file, a label outside the classes, a mask that does not
+fit its image, a malformed annotation file or an unreadable image raises :class:`DataError` (a
+``ValueError``) with one line naming the file and what is wrong.
 """
 
 from __future__ import annotations
 
 from nnatlas.data import catalog as _catalog  # noqa: F401  (fills the registry)
+from nnatlas.data.detection import (
+    SHAPES_DETECTION_CLASSES,
+    CocoDetectionFiles,
+    ShapesDetection,
+    VOCDetectionFiles,
+    coco_split,
+    detection_collate,
+    read_coco_annotations,
+    read_voc_annotation,
+    to_coco,
+    voc_detection_split,
+)
 from nnatlas.data.digits import DIGITS_CLASSES, load_digits_split
 from nnatlas.data.registry import (
     ON_BAD_IMAGE,
@@ -24,6 +39,7 @@ from nnatlas.data.registry import (
     DataBundle,
     DatasetInfo,
     DatasetLoaders,
+    DetectionBundle,
     SegmentationBundle,
     SequenceBundle,
     get_dataset_info,
@@ -62,12 +78,16 @@ from nnatlas.data.torchvision_sets import (
     read_cifar_pickle,
 )
 from nnatlas.data.transforms import (
+    DetectionTransform,
     FitAndPad,
+    FitWithin,
     JointTransformedDataset,
     SegmentationTransform,
     TransformedDataset,
     augmentation,
     build_transform,
+    detection_augmentation,
+    detection_transform,
     prepare_image,
     segmentation_transform,
 )
@@ -78,6 +98,8 @@ from nnatlas.data.transforms import (
 DATASETS = DatasetLoaders("classification")
 #: The same view of the segmentation data sets.
 SEGMENTATION_DATASETS = DatasetLoaders("segmentation")
+#: The same view of the detection data sets.
+DETECTION_DATASETS = DatasetLoaders("detection")
 #: The classification data sets read from files under ``data_dir``, in the order they were registered.
 FILE_DATASETS = tuple(n for n in DATASETS if get_dataset_info(n, task="classification").from_files)
 
@@ -85,6 +107,7 @@ __all__ = [
     "BOS_ID",
     "CIFAR",
     "DATASETS",
+    "DETECTION_DATASETS",
     "DIGITS_CLASSES",
     "EOS_ID",
     "FASHION_CLASSES",
@@ -94,6 +117,7 @@ __all__ = [
     "PAD_ID",
     "SEQUENCE_TASKS",
     "SHAPE_CLASSES",
+    "SHAPES_DETECTION_CLASSES",
     "ON_BAD_IMAGE",
     "SHARED_OPTIONS",
     "TASKS",
@@ -101,7 +125,11 @@ __all__ = [
     "DataError",
     "DatasetInfo",
     "DatasetLoaders",
+    "CocoDetectionFiles",
+    "DetectionBundle",
+    "DetectionTransform",
     "FitAndPad",
+    "FitWithin",
     "JointTransformedDataset",
     "SegmentationBundle",
     "SegmentationFiles",
@@ -111,10 +139,16 @@ __all__ = [
     "Scene",
     "SequenceDataset",
     "ShapesDataset",
+    "ShapesDetection",
     "TransformedDataset",
+    "VOCDetectionFiles",
     "augmentation",
     "build_transform",
     "cifar_split",
+    "coco_split",
+    "detection_augmentation",
+    "detection_collate",
+    "detection_transform",
     "get_dataset_info",
     "image_folder_split",
     "list_datasets",
@@ -125,13 +159,17 @@ __all__ = [
     "pad_collate",
     "prepare_image",
     "read_cifar_pickle",
+    "read_coco_annotations",
     "read_mask",
+    "read_voc_annotation",
     "register_dataset",
     "render_scene",
     "segfolder_split",
     "segmentation_transform",
+    "to_coco",
     "tokens_to_text",
     "vocab_size",
     "voc_colormap",
+    "voc_detection_split",
     "voc_split",
 ]

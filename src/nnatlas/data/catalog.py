@@ -10,6 +10,9 @@
 | ``shapes`` | segmentation | the same seeded scenes with 1-4 shapes and per-pixel masks, embedded |
 | ``voc`` | segmentation | Pascal VOC 2012 under ``data_dir/VOCdevkit/VOC2012`` |
 | ``segfolder`` | segmentation | ``data_dir/{train,val}/{images,masks}/*`` |
+| ``shapes`` | detection | the same seeded scenes with boxes and instance masks, embedded |
+| ``voc`` | detection | Pascal VOC 2012 XML under ``data_dir/VOCdevkit/VOC2012`` |
+| ``coco`` | detection | COCO 2017 JSON and images under ``data_dir`` |
 | ``copy``, ``reverse``, ``sort``, ``add`` | seq2seq | seeded token sequences, generated |
 """
 
@@ -21,8 +24,21 @@ from torch.utils.data import Dataset
 
 from nnatlas._choices import AUGMENT_PRESETS
 from nnatlas._validate import InvalidValue, check_choice, check_int
+from nnatlas.data.detection import (
+    SHAPES_DETECTION_CLASSES,
+    ShapesDetection,
+    coco_split,
+    detection_collate,
+    voc_detection_split,
+)
 from nnatlas.data.digits import DIGITS_CLASSES, load_digits_split
-from nnatlas.data.registry import DataBundle, SegmentationBundle, SequenceBundle, register_dataset
+from nnatlas.data.registry import (
+    DataBundle,
+    DetectionBundle,
+    SegmentationBundle,
+    SequenceBundle,
+    register_dataset,
+)
 from nnatlas.data.segmentation import VOC_CLASSES, segfolder_split, voc_colormap, voc_split
 from nnatlas.data.sequences import SEQUENCE_TASKS, make_sequence_split
 from nnatlas.data.shapes import SHAPE_CLASSES, ShapesDataset
@@ -38,6 +54,7 @@ from nnatlas.data.transforms import (
     JointTransformedDataset,
     TransformedDataset,
     augmentation,
+    detection_transform,
     segmentation_transform,
 )
 
@@ -263,6 +280,109 @@ def _segfolder(
         palette=palette,
         mean=IMAGENET_MEAN,
         std=IMAGENET_STD,
+    )
+
+
+# ---------------------------------------------------------------------------- detection
+
+
+def _palette(k: int) -> tuple[tuple[int, int, int], ...]:
+    colours = voc_colormap(256)
+    return tuple(colours[i % 256] for i in range(k))
+
+
+@register_dataset("shapes", task="detection")
+def _shapes_detection(
+    *,
+    seed: int = 0,
+    image_size: int | None = None,
+    num_train: int = 4000,
+    num_val: int = 1000,
+    augment: str = "none",
+) -> DetectionBundle:
+    """Seeded scenes of 1-4 circles, squares, triangles and crosses, boxed, instance masks (embedded, 64x64).
+
+    Label ``k + 1`` is ``SHAPE_CLASSES[k]`` (``num_classes`` 5 with the background). At the default 64x64
+    the objects' boxes are 7 to 44 pixels on their shorter side, 20 at the median (an occluded object
+    keeps the box of its visible part; 1.3 % of them are under 8 pixels). Training scenes follow
+    ``augment`` (padded with grey), validation scenes are as rendered; every image is ``S x S``.
+    """
+    check_int("seed", seed, minimum=0)
+    size = 64 if image_size is None else check_int("image_size", image_size, minimum=8)
+    check_int("num_train", num_train)
+    check_int("num_val", num_val)
+    check_choice("augment", augment, AUGMENT_PRESETS)
+    # Train and validation scenes come from different seeds, so they never share a scene.
+    # Rendered at S x S already: without augmentation only the box checks run.
+    train_tf = detection_transform(augment, image_size=size, fill=SHAPES_FILL) if augment != "none" else None
+    train = ShapesDetection(num_train, size=size, seed=2 * seed, transform=train_tf)
+    val = ShapesDetection(num_val, size=size, seed=2 * seed + 1)
+    return DetectionBundle(
+        name="shapes",
+        train=train,
+        val=val,
+        num_classes=len(SHAPES_DETECTION_CLASSES),
+        classes=SHAPES_DETECTION_CLASSES,
+        image_size=(size, size),
+        palette=_palette(len(SHAPES_DETECTION_CLASSES)),
+        collate_fn=detection_collate,
+        has_masks=True,
+    )
+
+
+@register_dataset("voc", task="detection", from_files=True)
+def _voc_detection(
+    *,
+    data_dir: Any = None,
+    download: bool = False,
+    augment: str = "none",
+    image_size: int | None = None,
+    on_bad_image: str = "error",
+) -> DetectionBundle:
+    """Pascal VOC 2012 boxes of 20 classes, difficult objects iscrowd=1, RGB (VOCdevkit XML, 512 max side)."""
+    size = 512 if image_size is None else check_int("image_size", image_size, minimum=8)
+    train, val = voc_detection_split(
+        data_dir, download=download, augment=augment, image_size=size, on_bad_image=on_bad_image
+    )
+    return DetectionBundle(
+        name="voc",
+        train=train,
+        val=val,
+        num_classes=len(VOC_CLASSES),
+        classes=VOC_CLASSES,
+        image_size=(size, size),
+        palette=_palette(len(VOC_CLASSES)),
+        collate_fn=detection_collate,
+    )
+
+
+@register_dataset("coco", task="detection", from_files=True)
+def _coco(
+    *,
+    data_dir: Any = None,
+    download: bool = False,
+    augment: str = "none",
+    image_size: int | None = None,
+    on_bad_image: str = "error",
+) -> DetectionBundle:
+    """COCO 2017 instances: boxes and masks, category ids mapped to labels 1..K (JSON, 640 max side)."""
+    if download:
+        raise ValueError(
+            "download: coco is not downloaded by nnatlas; fetch train2017.zip, val2017.zip and "
+            "annotations_trainval2017.zip from cocodataset.org and unpack them into data_dir"
+        )
+    size = 640 if image_size is None else check_int("image_size", image_size, minimum=8)
+    train, val = coco_split(data_dir, augment=augment, image_size=size, on_bad_image=on_bad_image)
+    return DetectionBundle(
+        name="coco",
+        train=train,
+        val=val,
+        num_classes=len(train.classes),
+        classes=train.classes,
+        image_size=(size, size),
+        palette=_palette(len(train.classes)),
+        collate_fn=detection_collate,
+        has_masks=train.has_masks,
     )
 
 

@@ -2,12 +2,13 @@
 
 A data set is registered under a task (the kind of problem it poses) and a name: ``digits`` is a
 classification set, ``reverse`` the data set of a seq2seq run. One name may serve several tasks when the
-same data poses several problems: ``shapes`` is a classification set and a segmentation set (the same
-scenes, with per-pixel masks). :func:`get_dataset_info` and :func:`load_dataset` take ``task=``; without
-it a name registered under one task resolves as before, and a name registered under several raises
-``ValueError`` asking for ``task=``. :func:`load_dataset` returns a :class:`DataBundle` (images), a
-:class:`SegmentationBundle` (images with per-pixel masks) or a :class:`SequenceBundle` (token sequences);
-:func:`list_datasets` filters names with :mod:`fnmatch`.
+same data poses several problems: ``shapes`` is a classification, a segmentation and a detection set (the
+same scenes, with per-pixel masks or boxes), ``voc`` a segmentation and a detection set.
+:func:`get_dataset_info` and :func:`load_dataset` take ``task=``; without it a name registered under one
+task resolves as before, and a name registered under several raises ``ValueError`` asking for ``task=``.
+:func:`load_dataset` returns a :class:`DataBundle` (images), a :class:`SegmentationBundle` (images with
+per-pixel masks), a :class:`DetectionBundle` (images with boxes) or a :class:`SequenceBundle` (token
+sequences); :func:`list_datasets` filters names with :mod:`fnmatch`.
 
 Every loader of a task accepts that task's shared options (:data:`SHARED_OPTIONS`), so one call fits
 every data set of the task; an option a data set has no use for is checked and then ignored (``data_dir``
@@ -36,6 +37,7 @@ TASKS = ("classification", "segmentation", "detection", "seq2seq")
 SHARED_OPTIONS: dict[str, tuple[str, ...]] = {
     "classification": ("seed", "data_dir", "download", "augment", "image_size", "on_bad_image"),
     "segmentation": ("seed", "data_dir", "download", "augment", "image_size", "on_bad_image"),
+    "detection": ("seed", "data_dir", "download", "augment", "image_size", "on_bad_image"),
 }
 
 
@@ -43,9 +45,9 @@ SHARED_OPTIONS: dict[str, tuple[str, ...]] = {
 class DatasetInfo:
     """What the registry knows about one data set.
 
-    ``loader`` takes keyword arguments only and returns a :class:`DataBundle`, :class:`SegmentationBundle`
-    or :class:`SequenceBundle`; ``description`` is the first line of its docstring; ``from_files`` marks
-    the sets read from ``data_dir`` (the others are embedded or generated).
+    ``loader`` takes keyword arguments only and returns a :class:`DataBundle`, :class:`SegmentationBundle`,
+    :class:`DetectionBundle` or :class:`SequenceBundle`; ``description`` is the first line of its
+    docstring; ``from_files`` marks the sets read from ``data_dir`` (the others are embedded or generated).
     """
 
     name: str
@@ -129,6 +131,46 @@ class SegmentationBundle:
     collate_fn: Callable | None = None
 
 
+@dataclass(kw_only=True)
+class DetectionBundle:
+    """Train and validation sets of an object detection data set (see :mod:`nnatlas.data.detection`).
+
+    Samples are ``(image (3, H, W) float32 in [0, 1], target)``, the image not normalised (detectors
+    normalise inside, as torchvision's do), with ``target``:
+
+    - ``boxes`` ``(N, 4)`` float32, ``(x1, y1, x2, y2)`` in pixels of the image, inside it, each at least
+      one pixel wide and high (``(0, 4)`` for an image without objects);
+    - ``labels`` ``(N,)`` int64 in ``[1, num_classes)`` (0 is the background, torchvision's convention);
+    - ``image_id`` int; ``area`` ``(N,)`` float32 (pixels; the segment's area where there are masks);
+    - ``iscrowd`` ``(N,)`` int64: 1 for objects an evaluation ignores (COCO crowds, VOC ``difficult``);
+    - ``masks`` ``(N, H, W)`` uint8 (1 inside object ``n``) when ``has_masks``.
+
+    Images of a split may differ in size, so a batch is two lists: ``collate_fn``
+    (:func:`~nnatlas.data.detection.detection_collate`) makes ``(list[image], list[target])``.
+
+    **Arguments**
+
+    - ``num_classes``: ``K``, the background included (labels run from 1 to ``K - 1``);
+    - ``classes``: ``K`` names, ``"background"`` first;
+    - ``image_size``: the nominal ``(H, W)``: what training images are cropped or resized to and what no
+      validation image exceeds;
+    - ``palette``: ``K`` RGB triples in ``[0, 255]`` to draw class ``k`` in ``palette[k]`` (the Pascal VOC
+      colour map).
+    """
+
+    name: str
+    task: str = "detection"
+    train: Dataset
+    val: Dataset
+    num_classes: int
+    classes: tuple[str, ...]
+    in_channels: int = 3
+    image_size: tuple[int, int]
+    palette: tuple[tuple[int, int, int], ...]
+    collate_fn: Callable
+    has_masks: bool = False
+
+
 #: ``(task, name) -> info``: one name may be registered under several tasks.
 _DATASETS: dict[tuple[str, str], DatasetInfo] = {}
 
@@ -197,9 +239,9 @@ def get_dataset_info(name: str, task: str | None = None) -> DatasetInfo:
 
 def load_dataset(
     name: str, *, task: str | None = None, **kwargs: Any
-) -> DataBundle | SegmentationBundle | SequenceBundle:
+) -> DataBundle | SegmentationBundle | DetectionBundle | SequenceBundle:
     """Load a registered data set: a :class:`DataBundle` (classification), a :class:`SegmentationBundle`
-    (segmentation) or a :class:`SequenceBundle` (seq2seq).
+    (segmentation), a :class:`DetectionBundle` (detection) or a :class:`SequenceBundle` (seq2seq).
 
     ``task`` picks among the data sets of that name (see :func:`get_dataset_info`). ``kwargs`` go to the
     data set's loader; the task's :data:`SHARED_OPTIONS` are checked and passed on only to loaders that

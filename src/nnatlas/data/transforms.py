@@ -33,6 +33,7 @@ import torch
 import torchvision.transforms.v2.functional as F
 from torch.utils.data import Dataset
 from torchvision import tv_tensors
+from torchvision.ops import clip_boxes_to_image, remove_small_boxes
 from torchvision.transforms import v2
 
 from nnatlas._choices import AUGMENT_PRESETS
@@ -239,3 +240,175 @@ class JointTransformedDataset(Dataset):
     def __getitem__(self, index: int) -> Any:
         image, mask = self.dataset[index]
         return self.transform(image, mask)
+
+
+# ---------------------------------------------------------------------------- images with boxes and instances
+
+#: Range of the random scale of the ``basic`` detection preset, relative to the image fitted in ``S x S``.
+DETECTION_SCALE = (0.75, 1.33)
+#: Range of the canvas side (relative to the image) of the ``strong`` preset's zoom out.
+DETECTION_ZOOM_OUT = (1.0, 2.0)
+#: The per-object entries of a detection target, indexed with its boxes.
+PER_OBJECT = ("labels", "iscrowd", "area", "_box_area")
+
+
+def _per_object(inputs: Any) -> tuple[torch.Tensor, ...]:
+    """``SanitizeBoundingBoxes``' ``labels_getter``: every per-object tensor of the target."""
+    target = inputs[1]
+    return tuple(target[k] for k in PER_OBJECT if k in target)
+
+
+def box_area(boxes: torch.Tensor) -> torch.Tensor:
+    """``(x2 - x1) * (y2 - y1)`` of ``(N, 4)`` xyxy boxes, ``(N,)``."""
+    return (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+
+
+class FitWithin(v2.Transform):
+    """Scale down (never up), keeping the aspect ratio, so that the image fits in ``size x size``; boxes and
+    masks follow (masks by nearest neighbour). An image that fits already is left as it is."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self.size = size
+
+    def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
+        h, w = v2.query_size(flat_inputs)
+        r = min(1.0, self.size / h, self.size / w)
+        size = [min(self.size, max(1, round(h * r))), min(self.size, max(1, round(w * r)))]
+        return {"size": size, "resize": size != [h, w]}
+
+    def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
+        if not params["resize"]:
+            return inpt
+        return self._call_kernel(F.resize, inpt, size=params["size"], antialias=True)
+
+
+class DetectionTransform:
+    """``(image, target) -> (image (3, H, W) float32 in [0, 1], target)`` through torchvision v2 transforms.
+
+    ``image``: a PIL image, an ``(H, W, 3)`` uint8 array or a ``(3, H, W)`` tensor (uint8, or float in
+    ``[0, 1]``). ``target``: ``boxes`` ``(N, 4)`` xyxy in pixels and ``labels`` ``(N,)``, optionally
+    ``iscrowd`` ``(N,)`` (default 0), ``area`` ``(N,)`` (default the box area), ``masks`` ``(N, H, W)`` and
+    ``image_id``. Through ``transforms`` the boxes travel as ``tv_tensors.BoundingBoxes``, the masks as a
+    ``tv_tensors.Mask``.
+
+    First the boxes are clipped to the image and those left less than one pixel wide or high are dropped
+    with their label, mask, ``iscrowd`` and ``area`` (``torchvision.ops.clip_boxes_to_image`` and
+    ``remove_small_boxes(min_size=1)``): degenerate boxes (``x2 <= x1`` or ``y2 <= y1``) and boxes outside
+    the image never reach a model. ``transforms`` are followed by the same rule in v2 form
+    (``v2.ClampBoundingBoxes``, ``v2.SanitizeBoundingBoxes``), so a crop drops the boxes it empties.
+
+    Returned: plain tensors, ``boxes`` ``(N, 4)`` float32 (``(0, 4)`` without objects), ``labels`` and
+    ``iscrowd`` ``(N,)`` int64, ``area`` ``(N,)`` float32, ``masks`` ``(N, H, W)`` uint8 when given,
+    ``image_id`` as given. ``area`` follows its box: it is multiplied by the ratio of the box's area after
+    and before ``transforms`` (1 under flips; ``s**2`` under a scale by ``s``).
+    """
+
+    def __init__(self, transforms: Sequence[Callable[..., Any]] = ()) -> None:
+        clean = [v2.ClampBoundingBoxes(), v2.SanitizeBoundingBoxes(labels_getter=_per_object)]
+        self.transforms = v2.Compose([*transforms, *clean]) if transforms else None
+
+    def __call__(self, image: Any, target: dict[str, Any]) -> tuple[torch.Tensor, dict[str, Any]]:
+        image = tv_tensors.Image(image) if isinstance(image, torch.Tensor) else F.to_image(image)
+        h, w = image.shape[-2:]
+        sample = _valid_objects(_as_tensors(target, h, w), (h, w))
+        if self.transforms is not None:
+            before = box_area(sample["boxes"])
+            sample["boxes"] = tv_tensors.BoundingBoxes(sample["boxes"], format="XYXY", canvas_size=(h, w))
+            if "masks" in sample:
+                sample["masks"] = tv_tensors.Mask(sample["masks"])
+            sample["_box_area"] = before
+            image, sample = self.transforms(image, sample)
+            boxes = sample["boxes"] = sample["boxes"].as_subclass(torch.Tensor)
+            if "masks" in sample:
+                sample["masks"] = sample["masks"].as_subclass(torch.Tensor)
+            before = sample.pop("_box_area")  # > 0: no degenerate box is left
+            sample["area"] = sample["area"] * (box_area(boxes) / before)
+        image = F.to_dtype(image, torch.float32, scale=True)
+        return image.as_subclass(torch.Tensor), sample
+
+    def __repr__(self) -> str:
+        return f"DetectionTransform({self.transforms!r})"
+
+
+def _as_tensors(target: dict[str, Any], h: int, w: int) -> dict[str, Any]:
+    """``target`` as plain tensors of the returned dtypes, with the defaults of ``iscrowd`` and ``area``."""
+    boxes = torch.as_tensor(np.asarray(target["boxes"], dtype=np.float32)).reshape(-1, 4)
+    n = len(boxes)
+
+    def per_object(key: str, dtype: Any) -> torch.Tensor:
+        return torch.as_tensor(np.asarray(target[key], dtype=dtype)).reshape(n)
+
+    out: dict[str, Any] = {"boxes": boxes, "labels": per_object("labels", np.int64)}
+    out["iscrowd"] = (
+        per_object("iscrowd", np.int64)
+        if target.get("iscrowd") is not None
+        else torch.zeros(n, dtype=torch.int64)
+    )
+    out["area"] = (
+        per_object("area", np.float32) if target.get("area") is not None else box_area(boxes).clamp(min=0)
+    )
+    if target.get("masks") is not None:
+        out["masks"] = torch.as_tensor(np.asarray(target["masks"], dtype=np.uint8)).reshape(n, h, w)
+    if "image_id" in target:
+        out["image_id"] = target["image_id"]
+    return out
+
+
+def _valid_objects(sample: dict[str, Any], size: tuple[int, int]) -> dict[str, Any]:
+    """``sample`` with its boxes clipped to ``size`` ``(H, W)`` and the objects whose box is then less than one
+    pixel wide or high left out."""
+    boxes = clip_boxes_to_image(sample["boxes"], size)
+    keep = remove_small_boxes(boxes, min_size=1.0)
+    out = dict(sample, boxes=boxes)
+    if len(keep) < len(boxes):
+        for key in ("boxes", "masks", *PER_OBJECT):
+            if key in out:
+                out[key] = out[key][keep]
+    return out
+
+
+def detection_augmentation(
+    preset: str, *, image_size: int, fill: float | Sequence[float] = 0.0
+) -> list[v2.Transform]:
+    """The geometric and colour transforms of a detection ``preset`` with ``S = image_size``.
+
+    - ``none``: :class:`FitWithin` ``S``: scaled down only where a side exceeds ``S``, aspect kept,
+      not padded (detectors take lists of images of any size and resize inside);
+    - ``basic``: a horizontal flip, a random scale of the image fitted in ``S x S`` by a factor in
+      :data:`DETECTION_SCALE` (``v2.ScaleJitter``) and a random ``S x S`` crop, padded with ``fill`` where
+      the scaled image is smaller (``v2.RandomCrop(pad_if_needed=True)``);
+    - ``strong``: the augmentation of SSD (Liu et al. 2016, section 2.2; torchvision's detection reference
+      ``ssd`` policy): a zoom out onto a canvas up to :data:`DETECTION_ZOOM_OUT` times the image side,
+      filled with ``fill`` (``v2.RandomZoomOut``), a random crop whose minimum IoU with the objects is drawn
+      from ``{0.1, 0.3, 0.5, 0.7, 0.9}`` or no crop (``v2.RandomIoUCrop``), a horizontal flip, a resize to
+      ``S x S``, then photometric distortions of the image only (brightness, contrast, saturation, hue,
+      channel order: ``v2.RandomPhotometricDistort``), last so that they touch no box or mask.
+
+    Boxes emptied by a crop are dropped by :class:`DetectionTransform`; masks are padded with 0 (no object).
+    """
+    _check_preset(preset)
+    if preset == "none":
+        return [FitWithin(image_size)]
+    size = (image_size, image_size)
+    pad = {tv_tensors.Image: fill, tv_tensors.Mask: 0}
+    if preset == "basic":
+        return [
+            v2.RandomHorizontalFlip(),
+            v2.ScaleJitter(size, scale_range=DETECTION_SCALE, antialias=True),
+            v2.RandomCrop(size, pad_if_needed=True, fill=pad),
+        ]
+    return [
+        v2.RandomZoomOut(fill=pad, side_range=DETECTION_ZOOM_OUT),
+        v2.RandomIoUCrop(),
+        v2.RandomHorizontalFlip(),
+        v2.Resize(size, antialias=True),
+        v2.RandomPhotometricDistort(),
+    ]
+
+
+def detection_transform(
+    preset: str, *, image_size: int, fill: float | Sequence[float] = 0.0
+) -> DetectionTransform:
+    """The :class:`DetectionTransform` of ``preset`` (see :func:`detection_augmentation`)."""
+    return DetectionTransform(detection_augmentation(preset, image_size=image_size, fill=fill))
