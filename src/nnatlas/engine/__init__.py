@@ -27,6 +27,7 @@ from nnatlas.engine.runs import (
 )
 from nnatlas.engine.tasks import (
     ClassificationTask,
+    DetectionTask,
     SegmentationMetrics,
     SegmentationTask,
     Seq2SeqTask,
@@ -58,6 +59,7 @@ __all__ = [
     "TIME_FIELDS",
     "CheckpointError",
     "ClassificationTask",
+    "DetectionTask",
     "DistInfo",
     "EpochSampler",
     "MetricsLogger",
