@@ -88,7 +88,9 @@ def test_trainer_learns_a_per_pixel_rule_and_names_the_columns(tmp_path):
     data = TensorDataset(x, y)
     model = nn.Conv2d(3, 3, 1)
     task = SegmentationTask(3, class_names=("r", "g", "b"))
-    history = Trainer(model, task, data, data, TrainConfig(epochs=30, batch_size=16, lr=0.05, warmup_epochs=0)).fit()
+    history = Trainer(
+        model, task, data, data, TrainConfig(epochs=30, batch_size=16, lr=0.05, warmup_epochs=0)
+    ).fit()
     last = history[-1]
     assert {"val_loss", "val_pixel_acc", "val_miou", "val_iou_r", "val_iou_g", "val_iou_b"} <= set(last)
     assert last["val_miou"] > 0.9 and last["val_pixel_acc"] > 0.95

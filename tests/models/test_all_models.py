@@ -53,3 +53,35 @@ def test_seq2seq_model_forward_backward(name):
     with torch.no_grad():
         y = model(src, tgt)
     assert y.shape == (2, T - 2, vocab) and torch.isfinite(y).all()
+
+
+# The same classes as fcn8s, fcn_resnet50 and deeplabv3_resnet50 with other strides or depths: their
+# 55M-135M parameters make each run take seconds, so they run with the exhaustive half (pytest -m exhaustive).
+_SEGMENTATION_EXHAUSTIVE = {"fcn16s", "fcn32s", "fcn_resnet101", "deeplabv3_resnet101"}
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param(n, marks=pytest.mark.exhaustive) if n in _SEGMENTATION_EXHAUSTIVE else n
+        for n in list_models(task="segmentation")
+    ],
+)
+def test_segmentation_model_forward_backward(name):
+    info = get_model_info(name)
+    model = create_model(name, num_classes=5)
+    model.train()
+    x = _example(info)
+    out = model(x)
+    h, w = info.input_size[1:]
+    assert isinstance(out, dict) and set(out) == {"out"}  # "aux" only with aux_loss=True
+    assert out["out"].shape == (2, 5, h, w) and torch.isfinite(out["out"]).all()
+    out["out"].float().pow(2).mean().backward()
+    for pname, p in model.named_parameters():
+        assert p.grad is not None, f"{name}: no gradient reaches {pname}"
+        assert torch.isfinite(p.grad).all(), f"{name}: non-finite gradient in {pname}"
+    assert model.min_size <= min(h, w) and model.min_size == info.min_size
+    model.eval()
+    with torch.no_grad():
+        y = model(x)["out"]
+    assert y.shape == (2, 5, h, w) and torch.isfinite(y).all()

@@ -3,6 +3,7 @@
 from torch.nn import LocalResponseNorm
 
 from nnatlas.layers.activations import Swish, activation_names, get_activation
+from nnatlas.layers.aspp import ASPP, ASPPConv, ASPPPooling, ASPPSum
 from nnatlas.layers.attention import (
     KVCache,
     MultiheadAttention,
@@ -24,6 +25,7 @@ from nnatlas.layers.conv import (
     same_padding,
     upsampling_conv_transpose2d,
 )
+from nnatlas.layers.crf import DenseCRF, dense_crf
 from nnatlas.layers.deform import DeformConv2d
 from nnatlas.layers.erfnet import (
     ERFBottleneck,
@@ -56,15 +58,21 @@ from nnatlas.layers.transformer import (
     TransformerEncoder,
     TransformerEncoderLayer,
 )
+from nnatlas.layers.unet import UNetDoubleConv, UNetUp, center_crop, fit_to
 from nnatlas.layers.vgg import VGGStage
 
 __all__ = [
+    "ASPP",
+    "ASPPConv",
+    "ASPPPooling",
+    "ASPPSum",
     "BasicBlock",
     "BasicConv2d",
     "Bottleneck",
     "ConvNormAct",
     "DecoderCache",
     "DeformConv2d",
+    "DenseCRF",
     "DepthwiseSeparableConv2d",
     "ERFBottleneck",
     "ERFDownsampler",
@@ -92,16 +100,21 @@ __all__ = [
     "TransformerDecoderLayer",
     "TransformerEncoder",
     "TransformerEncoderLayer",
+    "UNetDoubleConv",
+    "UNetUp",
     "VGGStage",
     "activation_names",
     "bilinear_upsampling_kernel",
     "causal_mask",
+    "center_crop",
     "conv1x1",
     "conv2d",
     "conv3x3",
     "conv_transpose2d",
+    "dense_crf",
     "dilated_conv2d",
     "effective_kernel_size",
+    "fit_to",
     "get_activation",
     "grouped_conv2d",
     "no_norm",

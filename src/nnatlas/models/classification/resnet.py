@@ -19,7 +19,8 @@ block's input, all of which v1.5's 3x3 sees. At 224x224, v1 has the multiply-add
 
 ``replace_stride_with_dilation=(False, True, True)`` turns the stride of stages 3 and 4 into a dilation of
 2 and 4, so ``forward_features`` keeps an output stride of 8 instead of 32 with the same receptive field
-growth, as DeepLab does (Chen et al. 2017). ``zero_init_residual=True`` starts the last batch norm of
+growth, as DeepLab does (Chen et al. 2017); ``forward_intermediates`` gives the stem and stage outputs to
+segmentation and detection heads. ``zero_init_residual=True`` starts the last batch norm of
 every residual branch at zero, so every block is the identity at initialisation (Goyal et al. 2017).
 """
 
@@ -118,6 +119,9 @@ class ResNet(nn.Module):
         #: channels of the outputs of ``layer1`` .. ``layer4`` (for segmentation and detection necks).
         self.stage_channels = tuple(c * block.expansion for c in (64, 128, 256, 512))
         self.output_stride = 4 * 2 ** sum(not d for d in dil)
+        #: channels and strides of the maps :meth:`forward_intermediates` returns (stem, layer1 .. layer4).
+        self.intermediate_channels = (64, *self.stage_channels)
+        self.intermediate_strides = (2, 4, *(4 * 2 ** sum(not d for d in dil[: i + 1]) for i in range(3)))
 
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
@@ -184,11 +188,46 @@ class ResNet(nn.Module):
         x = self.layer3(x)  # (B, 256 e, H/16, W/16) (H/8 dilated)
         return self.layer4(x)  # (B, 512 e, H/32, W/32) (H/16 or H/8 dilated)
 
+    def forward_intermediates(
+        self, x: torch.Tensor, indices: Sequence[int] | None = None
+    ) -> list[torch.Tensor]:
+        """Feature maps for dense prediction (segmentation, detection), as timm's ``forward_intermediates``.
+
+        Index 0 is the stem after its ReLU, before the max pool (``(B, 64, H/2, W/2)``); 1 to 4 are the
+        outputs of ``layer1`` .. ``layer4`` (``stage_channels``), with the strides of
+        :attr:`intermediate_strides` (4, 8, 16, 32, or less where a stride became a dilation). Returns the
+        maps at ``indices`` (increasing, default all five) and stops after the deepest one asked for.
+        """
+        indices = _check_indices(indices, 5)
+        x = check_image_input(x, in_channels=self.in_channels, min_size=self.min_size, model="ResNet")
+        x = self.relu(self.bn1(self.conv1(x)))  # (B, 64, H/2, W/2)
+        out = [x] if 0 in indices else []
+        x = self.maxpool(x)  # (B, 64, H/4, W/4)
+        for i, layer in enumerate((self.layer1, self.layer2, self.layer3, self.layer4), start=1):
+            if i > indices[-1]:
+                break
+            x = layer(x)
+            if i in indices:
+                out.append(x)
+        return out
+
     def forward_head(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(torch.flatten(self.avgpool(x), 1))  # (B, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
+
+
+def _check_indices(indices: Sequence[int] | None, n: int) -> tuple[int, ...]:
+    """``indices`` as a tuple of increasing ints in ``[0, n)`` (all of them when ``None``)."""
+    if indices is None:
+        return tuple(range(n))
+    out = tuple(indices)
+    if not out or any(isinstance(i, bool) or not isinstance(i, int) for i in out):
+        raise ValueError(f"indices must be a non-empty sequence of ints in 0..{n - 1}; got {indices!r}")
+    if list(out) != sorted(set(out)) or out[0] < 0 or out[-1] >= n:
+        raise ValueError(f"indices must be increasing ints in 0..{n - 1}; got {indices!r}")
+    return out
 
 
 def _resnet(

@@ -6,12 +6,18 @@ pool of stride 2, then a 7x7 adaptive average pool and three fully connected lay
 num_classes) with dropout 0.5. ``(B, C, H, W) -> (B, num_classes)`` for ``H, W >= 32`` (five halvings).
 Most of the parameters sit in the first fully connected layer: ``512 * 7 * 7 * 4096 = 102.8M`` of
 VGG-16's 138.4M. ``_bn`` variants add batch norm after every convolution (not in the paper).
+
+As a backbone for dense prediction: ``forward_intermediates`` gives the output of each stage (after its
+pool); ``replace_stride_with_dilation=(False, True, True)`` turns pool4 and pool5 into 3x3 max pools of
+stride 1 (padding 1) and dilates the convolutions after them (conv5 by 2), an output stride of 8 as in
+DeepLab-LargeFOV (Chen et al., ICLR 2015); ``ceil_mode=True`` rounds pooled sizes up, as Caffe does (FCN,
+Long et al. 2015). Both options change no parameter.
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
@@ -24,6 +30,7 @@ from nnatlas.models.classification._common import (
     load_torchvision_weights,
     resolve_torchvision_weights,
 )
+from nnatlas.models.classification.resnet import _check_indices
 from nnatlas.models.registry import register_model
 
 torch.fx.wrap("check_image_input")
@@ -48,6 +55,9 @@ class VGG(nn.Module):
         norm_layer: normalisation after each convolution (``nn.BatchNorm2d`` for the ``_bn`` variants).
         dropout: dropout probability after the first two fully connected layers.
         init_weights: torchvision's initialisation (Kaiming-normal convolutions, N(0, 0.01) linear layers).
+        replace_stride_with_dilation: for pool3, pool4 and pool5, a 3x3 max pool of stride 1 instead of the
+            2x2 of stride 2, and every later convolution dilated by 2 more (DeepLab).
+        ceil_mode: round the pooled sizes up (Caffe's pooling), not down.
     """
 
     min_size = 32
@@ -61,16 +71,40 @@ class VGG(nn.Module):
         norm_layer: Callable[[int], nn.Module] | None = None,
         dropout: float = 0.5,
         init_weights: bool = True,
+        replace_stride_with_dilation: Sequence[bool] | None = None,
+        ceil_mode: bool = False,
     ) -> None:
         super().__init__()
         check_positive_int("num_classes", num_classes)
         self.in_channels = check_positive_int("in_channels", in_channels)
         if len(convs_per_stage) != len(WIDTHS):
             raise ValueError(f"convs_per_stage must have {len(WIDTHS)} entries; got {convs_per_stage!r}")
-        stages, c = [], in_channels
-        for width, n in zip(WIDTHS, convs_per_stage, strict=True):
-            stages.append(VGGStage(c, width, n, norm_layer=norm_layer))
+        dil = tuple(replace_stride_with_dilation or (False, False, False))
+        if len(dil) != 3:
+            raise ValueError(
+                "replace_stride_with_dilation must give 3 booleans (pool3, pool4, pool5); "
+                f"got {replace_stride_with_dilation!r}"
+            )
+        stages, c, dilation, stride, strides = [], in_channels, 1, 1, []
+        for i, (width, n) in enumerate(zip(WIDTHS, convs_per_stage, strict=True)):
+            stage = VGGStage(c, width, n, norm_layer=norm_layer)
+            for m in stage:
+                if isinstance(m, nn.Conv2d) and dilation > 1:  # 3x3, padding = dilation keeps the size
+                    m.dilation = m.padding = (dilation, dilation)
+            stage[-1].ceil_mode = ceil_mode
+            if i >= 2 and dil[i - 2]:
+                stage[-1] = nn.MaxPool2d(kernel_size=3, stride=1, padding=1, ceil_mode=ceil_mode)
+                dilation *= 2
+            else:
+                stride *= 2
+            stages.append(stage)
+            strides.append(stride)
             c = width
+        #: channels and strides of the maps :meth:`forward_intermediates` returns (one per stage).
+        self.intermediate_channels, self.intermediate_strides = WIDTHS, tuple(strides)
+        self.output_stride, self.dilation = stride, dilation
+        self.min_size = stride  # every 2x2 pool of stride 2 halves the size (rounded down)
+        self._stage_ends = tuple(itertools.accumulate(len(s) for s in stages))
         # One flat sequence, as torchvision's ``make_layers``: keys ``features.<i>.weight``.
         self.features = nn.Sequential(*itertools.chain.from_iterable(stages))
         self.avgpool = nn.AdaptiveAvgPool2d((7, 7))
@@ -100,6 +134,25 @@ class VGG(nn.Module):
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         x = check_image_input(x, in_channels=self.in_channels, min_size=self.min_size, model="VGG")
         return self.features(x)  # (B, 512, H // 32, W // 32)
+
+    def forward_intermediates(
+        self, x: torch.Tensor, indices: Sequence[int] | None = None
+    ) -> list[torch.Tensor]:
+        """Outputs of the stages ``indices`` (increasing, 0..4, default all), each after its pool.
+
+        ``(B, 64, H/2, W/2)``, ``(B, 128, H/4, W/4)``, ..., ``(B, 512, H/32, W/32)`` (strides in
+        :attr:`intermediate_strides`); stops after the deepest stage asked for.
+        """
+        indices = _check_indices(indices, len(self._stage_ends))
+        x = check_image_input(x, in_channels=self.in_channels, min_size=self.min_size, model="VGG")
+        out, start = [], 0
+        for i, end in enumerate(self._stage_ends[: indices[-1] + 1]):
+            for j in range(start, end):
+                x = self.features[j](x)
+            if i in indices:
+                out.append(x)
+            start = end
+        return out
 
     def forward_head(self, x: torch.Tensor) -> torch.Tensor:
         x = torch.flatten(self.avgpool(x), 1)  # (B, 512 * 7 * 7)
