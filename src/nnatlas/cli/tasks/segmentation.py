@@ -129,12 +129,6 @@ class Segmentation(Recipe):
         if args.data == "segfolder":
             options["num_classes"] = args.num_classes
         data = load_dataset(args.data, task=self.name, **options)
-        if min(data.image_size) < info.min_size:
-            h, w = data.image_size
-            raise ValueError(
-                f"model {args.model!r} needs images of at least {info.min_size}x{info.min_size} pixels; "
-                f"data set {data.name!r} has {h}x{w}"
-            )
         from nnatlas.cli.tasks.classification import limit
 
         train = limit(data.train, args.limit_train)
@@ -144,6 +138,14 @@ class Segmentation(Recipe):
             model = create_model(args.model, **kwargs)
         except TypeError as e:
             raise ValueError(f"--model-kwargs: {args.model} does not take them: {e}") from None
+        # The built model knows its limit (a padded U-Net needs 16 px, the paper's 188 px without overlap-tile).
+        min_size = getattr(model, "min_size", info.min_size)
+        if min(data.image_size) < min_size:
+            h, w = data.image_size
+            raise ValueError(
+                f"model {args.model!r} needs images of at least {min_size}x{min_size} pixels; "
+                f"data set {data.name!r} has {h}x{w}"
+            )
         task = SegmentationTask(
             data.num_classes,
             ignore_index=data.ignore_index,
