@@ -6,6 +6,7 @@
 
 from nnatlas.models import (
     classification,  # noqa: F401  (registers the classification models)
+    detection,  # noqa: F401  (registers the detection models)
     segmentation,  # noqa: F401  (registers the segmentation models)
     seq2seq,  # noqa: F401  (registers the sequence-to-sequence models)
 )
