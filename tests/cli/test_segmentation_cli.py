@@ -114,3 +114,20 @@ def test_bad_segmentation_inputs_are_one_line(seg_run, tmp_path, monkeypatch, ca
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and needle in err and "Traceback" not in err
     assert not (tmp_path / "runs").exists()
+
+
+def test_the_model_defaults_apply_where_no_option_is_given(tmp_path, capsys):
+    from nnatlas.cli.tasks.segmentation import MODEL_DEFAULTS, RUN_DEFAULTS
+
+    argv = ["train", "segmentation", "--limit-train", "32", "--epochs", "1", "--quiet", "--device", "cpu"]
+    assert _main([*argv, "--out", str(tmp_path), "--name", "d"]) == 0
+    config = json.loads((tmp_path / "d" / "config.json").read_text())
+    assert config["model"] == "unet"
+    assert config["model_kwargs"] == {**MODEL_DEFAULTS["unet"], "num_classes": 5, "in_channels": 3}
+    assert config["cli"]["batch_size"] == RUN_DEFAULTS["unet"]["batch_size"] != 64  # not the engine's default
+    assert config["cli"]["epochs"] == 1  # given: the option wins over the model's default
+    with pytest.raises(SystemExit) as info:
+        _main(["train", "segmentation", "--help"])
+    assert info.value.code == 0
+    help_text = capsys.readouterr().out
+    assert "unet: padding=True, base_channels=16, --epochs 6, --batch-size 32" in help_text

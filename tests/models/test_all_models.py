@@ -85,3 +85,55 @@ def test_segmentation_model_forward_backward(name):
     with torch.no_grad():
         y = model(x)["out"]
     assert y.shape == (2, 5, h, w) and torch.isfinite(y).all()
+
+
+# The paper-sized detectors (R50-FPN, SSD300-VGG16, DETR-R50) take seconds each: exhaustive half.
+_DETECTION_EXHAUSTIVE = {"fasterrcnn_resnet50_fpn", "maskrcnn_resnet50_fpn", "ssd300_vgg16", "detr_resnet50"}
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param(n, marks=pytest.mark.exhaustive) if n in _DETECTION_EXHAUSTIVE else n
+        for n in list_models(task="detection")
+    ],
+)
+def test_detection_model_losses_and_predictions(name):
+    """torchvision's detection contract: losses in training (finite, with gradients), boxes in eval."""
+    info = get_model_info(name)
+    torch.manual_seed(0)
+    model = create_model(name, num_classes=5)
+    _, h, w = info.input_size
+    images = [torch.rand(3, h, w), torch.rand(3, h, w)]
+    boxes = torch.tensor([[0.1 * w, 0.2 * h, 0.5 * w, 0.6 * h], [0.4 * w, 0.3 * h, 0.9 * w, 0.95 * h]])
+    targets = [
+        {"boxes": boxes, "labels": torch.tensor([1, 4])},
+        {"boxes": boxes[:1], "labels": torch.tensor([2])},
+    ]
+    if "mask" in name:
+        for t in targets:
+            masks = torch.zeros(len(t["boxes"]), h, w, dtype=torch.uint8)
+            for k, (x0, y0, x1, y1) in enumerate(t["boxes"].long().tolist()):
+                masks[k, y0:y1, x0:x1] = 1
+            t["masks"] = masks
+    model.train()
+    losses = model(images, targets)
+    assert isinstance(losses, dict) and losses
+    assert all(v.dim() == 0 and torch.isfinite(v) for v in losses.values()), losses
+    sum(losses.values()).backward()
+    trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    reached = [n for n, p in trainable if p.grad is not None]
+    assert len(reached) > 0.9 * len(trainable), f"{name}: gradients reach {len(reached)} of {len(trainable)}"
+    assert all(torch.isfinite(p.grad).all() for _, p in trainable if p.grad is not None)
+    model.eval()
+    with torch.no_grad():
+        found = model(images)
+    assert isinstance(found, list) and len(found) == 2
+    for f in found:
+        n = len(f["boxes"])
+        assert f["boxes"].shape == (n, 4) and f["labels"].shape == (n,) and f["scores"].shape == (n,)
+        assert torch.isfinite(f["boxes"]).all() and ((f["scores"] >= 0) & (f["scores"] <= 1)).all()
+        assert ((f["labels"] >= 1) & (f["labels"] < 5)).all()
+        if n:
+            assert (f["boxes"][:, 2:] >= f["boxes"][:, :2]).all()
+            assert f["boxes"][:, 0::2].min() >= 0 and f["boxes"][:, 0::2].max() <= w + 1e-3

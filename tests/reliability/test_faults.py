@@ -133,3 +133,29 @@ def test_fault_then_resume_equals_the_uninterrupted_run(references, tmp_path, ta
     assert _rows(run_dir) == references[task]  # every number of every epoch
     assert not list(run_dir.glob(".*.tmp"))  # what a write cut short left is gone
     assert (run_dir / "model.safetensors").exists()
+
+
+#: The image tasks that came after the matrix take the same shared path (run_training, the Trainer's
+#: checkpoints and signals); one fault each proves they inherit it: SIGTERM to the group mid-epoch, with a
+#: data-loader worker, then --resume must give every number of the uninterrupted run.
+IMAGE_TASKS = {
+    "segmentation": ["train", "segmentation", "--model-kwargs", "padding=True", "base_channels=4", "depth=2"]
+    + ["--limit-train", "96", *COMMON],
+    "detection": ["train", "detection", "--limit-train", "96", *COMMON],
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task", sorted(IMAGE_TASKS))
+def test_image_tasks_resume_exactly_after_sigterm(tmp_path, task):
+    argv = IMAGE_TASKS[task]
+    reference = _nnatlas(*argv, "--name", "ref", cwd=tmp_path)
+    assert reference.returncode == 0, reference.stderr
+    proc = _inject([*argv, "--workers", "1", "--name", "r"], "update:4", signal.SIGTERM, tmp_path)
+    stderr = proc.stderr.read()
+    assert proc.returncode == 128 + signal.SIGTERM, stderr
+    assert "Traceback" not in stderr and f"continue with: nnatlas train {task} --resume runs/r" in stderr
+    resumed = _nnatlas("train", "--resume", "runs/r", "--workers", "1", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    reference_rows = _rows(tmp_path / "runs" / "ref")
+    assert len(reference_rows) == 3 and _rows(tmp_path / "runs" / "r") == reference_rows

@@ -38,6 +38,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             name,
             help=recipe.help,
             description=recipe.description,
+            epilog=recipe.epilog() or None,
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         recipe.add_arguments(tp)

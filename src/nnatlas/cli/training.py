@@ -33,7 +33,8 @@ def run_training(recipe: Recipe, args: argparse.Namespace) -> int:
         if state is None:
             return 0  # a finished run, left as it is
     else:
-        for dest, value in recipe.data_defaults(args.data).items():
+        defaults = {**recipe.data_defaults(args.data), **recipe.model_defaults(getattr(args, "model", ""))}
+        for dest, value in defaults.items():
             if dest not in explicit:
                 setattr(args, dest, value)
     config = _checked_config(recipe, args, explicit)

@@ -55,6 +55,15 @@ class Recipe:
         """Defaults that depend on the data set (by dest); applied where the option was not given."""
         return {}
 
+    def model_defaults(self, model: str) -> dict[str, Any]:
+        """Defaults that depend on the model (by dest, e.g. its epochs and learning rate); applied where
+        the option was not given, after :meth:`data_defaults`."""
+        return {}
+
+    def epilog(self) -> str:
+        """Text after the options in ``--help`` (e.g. the per-model defaults)."""
+        return ""
+
     def check(self, args: argparse.Namespace, explicit: set[str]) -> None:
         """Refuse bad or inapplicable task options before anything is built (``ValueError``)."""
 
@@ -64,6 +73,19 @@ class Recipe:
 
     def default_name(self, args: argparse.Namespace) -> str:
         return f"{args.model}-{args.data}"
+
+
+def per_model_epilog(model_kwargs: dict[str, dict[str, Any]], options: dict[str, dict[str, Any]]) -> str:
+    """``--help``'s account of what a model gets unless told otherwise: builder arguments and options."""
+    lines = []
+    for model in sorted(set(model_kwargs) | set(options)):
+        said = [f"{k}={v!r}" for k, v in model_kwargs.get(model, {}).items()]
+        said += [f"--{k.replace('_', '-')} {v}" for k, v in options.get(model, {}).items()]
+        lines.append(f"  {model}: {', '.join(said)}")
+    if not lines:
+        return ""
+    head = "defaults of a model unless given (--model-kwargs for the builder's arguments):"
+    return "\n".join([head, *lines])
 
 
 _RECIPES: dict[str, Recipe] = {}

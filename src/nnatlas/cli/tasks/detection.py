@@ -9,7 +9,7 @@ from nnatlas._choices import AUGMENT_PRESETS, DETECTION_DATA, ON_BAD_IMAGE
 from nnatlas._suggest import unknown_choice_message
 from nnatlas._validate import InvalidValue, check_int
 from nnatlas.cli.common import parse_kwargs
-from nnatlas.cli.tasks.base import Built, Recipe, register_recipe
+from nnatlas.cli.tasks.base import Built, Recipe, per_model_epilog, register_recipe
 
 FILE_DATA = ("voc", "coco")
 FILE_ONLY = {
@@ -20,6 +20,12 @@ FILE_ONLY = {
 
 #: Builder arguments the recipe gives a model unless ``--model-kwargs`` says otherwise.
 MODEL_DEFAULTS: dict[str, dict[str, Any]] = {}
+
+#: Options (by dest) a model trains with unless they are given: what lets ``nnatlas train detection --model M`` reach
+#: the figures of benchmarks/RESULTS.md on a 2-core CPU. Options not listed keep the task's defaults.
+RUN_DEFAULTS: dict[str, dict[str, Any]] = {
+    "yolo_v1": {"augment": "basic"},
+}
 
 
 @register_recipe
@@ -92,6 +98,12 @@ class Detection(Recipe):
                     getattr(args, dest),
                 )  # fmt: skip
         parse_kwargs(args.model_kwargs, "--model-kwargs")
+
+    def epilog(self) -> str:
+        return per_model_epilog(MODEL_DEFAULTS, RUN_DEFAULTS)
+
+    def model_defaults(self, model: str) -> dict[str, Any]:
+        return dict(RUN_DEFAULTS.get(model, {}))
 
     def model_kwargs(self, args: argparse.Namespace, data: Any) -> dict[str, Any]:
         kwargs = {**MODEL_DEFAULTS.get(args.model, {}), **parse_kwargs(args.model_kwargs, "--model-kwargs")}

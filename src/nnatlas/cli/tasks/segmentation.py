@@ -9,7 +9,7 @@ from nnatlas._choices import AUGMENT_PRESETS, ON_BAD_IMAGE, SEGMENTATION_DATA
 from nnatlas._suggest import unknown_choice_message
 from nnatlas._validate import InvalidValue, check_finite, check_int
 from nnatlas.cli.common import parse_kwargs
-from nnatlas.cli.tasks.base import Built, Recipe, register_recipe
+from nnatlas.cli.tasks.base import Built, Recipe, per_model_epilog, register_recipe
 
 FILE_DATA = ("voc", "segfolder")
 FILE_ONLY = {
@@ -21,7 +21,15 @@ FILE_ONLY = {
 
 #: Builder arguments the recipe gives a model unless ``--model-kwargs`` says otherwise: sizes that train on
 #: a laptop CPU. The registry's own defaults are the papers' networks.
-MODEL_DEFAULTS: dict[str, dict[str, Any]] = {}
+MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
+    "unet": {"padding": True, "base_channels": 16},  # 1.94M parameters; the paper's unpadded net is 31M
+}
+
+#: Options (by dest) a model trains with unless they are given: what lets ``nnatlas train segmentation --model M`` reach
+#: the figures of benchmarks/RESULTS.md on a 2-core CPU. Options not listed keep the task's defaults.
+RUN_DEFAULTS: dict[str, dict[str, Any]] = {
+    "unet": {"epochs": 6, "batch_size": 32},
+}
 
 
 @register_recipe
@@ -106,6 +114,12 @@ class Segmentation(Recipe):
                     getattr(args, dest),
                 )  # fmt: skip
         parse_kwargs(args.model_kwargs, "--model-kwargs")
+
+    def epilog(self) -> str:
+        return per_model_epilog(MODEL_DEFAULTS, RUN_DEFAULTS)
+
+    def model_defaults(self, model: str) -> dict[str, Any]:
+        return dict(RUN_DEFAULTS.get(model, {}))
 
     def model_kwargs(self, args: argparse.Namespace, data: Any) -> dict[str, Any]:
         kwargs = {**MODEL_DEFAULTS.get(args.model, {}), **parse_kwargs(args.model_kwargs, "--model-kwargs")}

@@ -24,8 +24,8 @@ MAP_KEYS = ("map", "map_50", "map_75", "map_small", "map_medium", "map_large", "
 class DetectionTask:
     """A detector following torchvision's detection contract.
 
-    ``model(images, targets)`` in training returns a dict of losses (their sum is minimised; each is also
-    averaged per epoch); ``model(images)`` in eval returns one ``{"boxes" (N, 4) xyxy, "labels", "scores"}``
+    ``model(images, targets)`` in training returns a dict of losses (their sum is minimised and is the
+    ``train_loss`` column); ``model(images)`` in eval returns one ``{"boxes" (N, 4) xyxy, "labels", "scores"}``
     (and ``"masks" (N, 1, H, W)``) per image. Batches are ``(list of (C, H, W) images, list of target dicts)``.
 
     Validation metrics (the ``val_*`` columns): COCO's mAP@[.5:.95] (``map``), mAP@.5 (``map_50``), mAP@.75,
