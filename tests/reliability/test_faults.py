@@ -137,7 +137,8 @@ def test_fault_then_resume_equals_the_uninterrupted_run(references, tmp_path, ta
 
 #: The image tasks that came after the matrix take the same shared path (run_training, the Trainer's
 #: checkpoints and signals); one fault each proves they inherit it: SIGTERM to the group mid-epoch, with a
-#: data-loader worker, then --resume must give every number of the uninterrupted run.
+#: data-loader worker (detection's default model trains on randomly augmented scenes, drawn in the worker),
+#: then --resume must give every number of the uninterrupted run.
 IMAGE_TASKS = {
     "segmentation": ["train", "segmentation", "--model-kwargs", "padding=True", "base_channels=4", "depth=2"]
     + ["--limit-train", "96", *COMMON],
@@ -149,7 +150,7 @@ IMAGE_TASKS = {
 @pytest.mark.parametrize("task", sorted(IMAGE_TASKS))
 def test_image_tasks_resume_exactly_after_sigterm(tmp_path, task):
     argv = IMAGE_TASKS[task]
-    reference = _nnatlas(*argv, "--name", "ref", cwd=tmp_path)
+    reference = _nnatlas(*argv, "--workers", "1", "--name", "ref", cwd=tmp_path)
     assert reference.returncode == 0, reference.stderr
     proc = _inject([*argv, "--workers", "1", "--name", "r"], "update:4", signal.SIGTERM, tmp_path)
     stderr = proc.stderr.read()

@@ -13,12 +13,15 @@ from __future__ import annotations
 import logging
 import math
 import os
+import random
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
+import numpy as np
 import torch
 import torch.distributed as dist
-from torch.utils.data import Sampler
+from torch.utils.data import Dataset, Sampler
 
 log = logging.getLogger(__name__)
 
@@ -184,3 +187,54 @@ class EpochSampler(Sampler[int]):
 
     def __len__(self) -> int:
         return self.shard_size - self.start
+
+
+class EpochKeys(Sampler[tuple[int, int]]):
+    """``sampler``'s indices as ``(epoch, index)`` keys, for :class:`SeededSamples`."""
+
+    def __init__(self, sampler: EpochSampler) -> None:
+        self.sampler = sampler
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        epoch = self.sampler.epoch
+        return ((epoch, i) for i in self.sampler)
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+
+class SeededSamples(Dataset):
+    """``dataset[i]`` read under random generators seeded from ``(seed, epoch, i)``.
+
+    A training sample's random augmentation is then a function of the run's seed, the epoch and the
+    sample alone: the same in the main process and in any data-loader worker, with any number of
+    workers or processes, and after a resume in the middle of an epoch (where a worker's generator would
+    otherwise start afresh instead of where the uninterrupted run's had got to). torch's, Python's and
+    NumPy's global generators are seeded for the read and restored after it, so the caller's streams
+    are untouched. Keys are the ``(epoch, index)`` pairs of :class:`EpochKeys`.
+    """
+
+    def __init__(self, dataset: Dataset, seed: int) -> None:
+        self.dataset, self.seed = dataset, int(seed)
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, key: tuple[int, int]) -> Any:
+        epoch, index = key
+        # A 63-bit mix of the three numbers (SplitMix64's constants), so nearby keys give unrelated seeds.
+        z = (self.seed * 0x9E3779B97F4A7C15 + epoch * 0xBF58476D1CE4E5B9 + index * 0x94D049BB133111EB) % (
+            1 << 64
+        )
+        z = ((z ^ (z >> 31)) * 0xD6E8FEB86659FD93) % (1 << 64)
+        z = (z ^ (z >> 32)) & ((1 << 63) - 1)
+        py_state, np_state = random.getstate(), np.random.get_state()
+        try:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(z)
+                random.seed(z)
+                np.random.seed(z % (1 << 32))
+                return self.dataset[index]
+        finally:
+            random.setstate(py_state)
+            np.random.set_state(np_state)

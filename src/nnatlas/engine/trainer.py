@@ -44,7 +44,14 @@ from nnatlas.engine.checkpoint import (
     state_is_finite,
 )
 from nnatlas.engine.config import TrainConfig
-from nnatlas.engine.distributed import DistInfo, EpochSampler, all_reduce_sum, init_distributed
+from nnatlas.engine.distributed import (
+    DistInfo,
+    EpochKeys,
+    EpochSampler,
+    SeededSamples,
+    all_reduce_sum,
+    init_distributed,
+)
 from nnatlas.engine.ema import ModelEma
 from nnatlas.engine.logger import MetricsLogger
 from nnatlas.engine.optim import build_optimizer, build_scheduler
@@ -358,10 +365,12 @@ class Trainer:
             "persistent_workers": cfg.num_workers > 0,
             "worker_init_fn": _ignore_stop_signals if cfg.num_workers > 0 else None,
         }
+        # Each sample's augmentation is drawn from (seed, epoch, index): the same with or without workers
+        # and after a resume in the middle of an epoch.
         self.train_loader = DataLoader(
-            train_set,
+            SeededSamples(train_set, cfg.seed),
             batch_size=cfg.batch_size,
-            sampler=self.train_sampler,
+            sampler=EpochKeys(self.train_sampler),
             generator=self._loader_generator,
             drop_last=self.train_sampler.shard_size > cfg.batch_size,
             **common,

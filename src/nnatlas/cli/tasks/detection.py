@@ -25,6 +25,9 @@ MODEL_DEFAULTS: dict[str, dict[str, Any]] = {}
 #: the figures of benchmarks/RESULTS.md on a 2-core CPU. Options not listed keep the task's defaults.
 RUN_DEFAULTS: dict[str, dict[str, Any]] = {
     "yolo_v1": {"augment": "basic"},
+    "ssd_small": {"augment": "basic"},
+    "fasterrcnn_resnet18_fpn_small": {"epochs": 3, "batch_size": 16},
+    "rfcn": {"epochs": 3, "batch_size": 16},
 }
 
 

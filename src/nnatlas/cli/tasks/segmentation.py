@@ -23,12 +23,16 @@ FILE_ONLY = {
 #: a laptop CPU. The registry's own defaults are the papers' networks.
 MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
     "unet": {"padding": True, "base_channels": 16},  # 1.94M parameters; the paper's unpadded net is 31M
+    # On 64 px images ResNet-18 at output stride 16 gives a 4 x 4 map: ASPP's rates 6/12/18 would only
+    # read zero padding there (each branch a 1 x 1 convolution in effect), rates 1/2/3 read the map.
+    "deeplab_v3plus": {"atrous_rates": (1, 2, 3), "aspp_channels": 64, "decoder_channels": 64},
 }
 
 #: Options (by dest) a model trains with unless they are given: what lets ``nnatlas train segmentation --model M`` reach
 #: the figures of benchmarks/RESULTS.md on a 2-core CPU. Options not listed keep the task's defaults.
 RUN_DEFAULTS: dict[str, dict[str, Any]] = {
     "unet": {"epochs": 6, "batch_size": 32},
+    "deeplab_v3plus": {"epochs": 3, "batch_size": 8, "lr": 5e-3},
 }
 
 
