@@ -1,4 +1,4 @@
-"""Per-sample random streams: augmentation that depends on (seed, epoch, index) only."""
+"""Seeded random streams of training batches: augmentation that depends on (seed, epoch, samples) only."""
 
 import random
 

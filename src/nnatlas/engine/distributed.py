@@ -10,6 +10,7 @@ gradients, so N processes with batch ``b`` take the same step as one process wit
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -203,15 +204,28 @@ class EpochKeys(Sampler[tuple[int, int]]):
         return len(self.sampler)
 
 
-class SeededSamples(Dataset):
-    """``dataset[i]`` read under random generators seeded from ``(seed, epoch, i)``.
+def _mix(*numbers: int) -> int:
+    """A 63-bit seed from whole numbers (SplitMix64's finaliser after each), unrelated for nearby inputs."""
+    z = 0
+    for n in numbers:
+        z = (z + (n % (1 << 64)) + 0x9E3779B97F4A7C15) % (1 << 64)
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) % (1 << 64)
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) % (1 << 64)
+        z ^= z >> 31
+    return z & ((1 << 63) - 1)
 
-    A training sample's random augmentation is then a function of the run's seed, the epoch and the
-    sample alone: the same in the main process and in any data-loader worker, with any number of
-    workers or processes, and after a resume in the middle of an epoch (where a worker's generator would
-    otherwise start afresh instead of where the uninterrupted run's had got to). torch's, Python's and
-    NumPy's global generators are seeded for the read and restored after it, so the caller's streams
-    are untouched. Keys are the ``(epoch, index)`` pairs of :class:`EpochKeys`.
+
+class SeededSamples(Dataset):
+    """``dataset`` read under random generators seeded from the run's seed, the epoch and the samples.
+
+    A batch (what one ``DataLoader`` fetch reads, through :meth:`__getitems__`) is read under generators
+    seeded from ``(seed, epoch, its indices)``; a single key through :meth:`__getitem__` from
+    ``(seed, epoch, index)``. The random augmentation of a training batch is then the same in the main
+    process and in any data-loader worker, with any number of workers, and after a resume in the middle of
+    an epoch (where a worker's generator would otherwise start afresh instead of where the uninterrupted
+    run's had got to). torch's CPU, Python's and NumPy's global generators are seeded for the read and
+    restored after it, so the caller's streams are untouched. Keys are the ``(epoch, index)`` pairs of
+    :class:`EpochKeys`.
     """
 
     def __init__(self, dataset: Dataset, seed: int) -> None:
@@ -222,19 +236,25 @@ class SeededSamples(Dataset):
 
     def __getitem__(self, key: tuple[int, int]) -> Any:
         epoch, index = key
-        # A 63-bit mix of the three numbers (SplitMix64's constants), so nearby keys give unrelated seeds.
-        z = (self.seed * 0x9E3779B97F4A7C15 + epoch * 0xBF58476D1CE4E5B9 + index * 0x94D049BB133111EB) % (
-            1 << 64
-        )
-        z = ((z ^ (z >> 31)) * 0xD6E8FEB86659FD93) % (1 << 64)
-        z = (z ^ (z >> 32)) & ((1 << 63) - 1)
-        py_state, np_state = random.getstate(), np.random.get_state()
+        with self._seeded(_mix(self.seed, epoch, index)):
+            return self.dataset[index]
+
+    def __getitems__(self, keys: list[tuple[int, int]]) -> list[Any]:
+        epoch = keys[0][0] if keys else 0
+        indices = [index for _, index in keys]
+        with self._seeded(_mix(self.seed, epoch, len(indices), *indices)):
+            return [self.dataset[i] for i in indices]
+
+    @staticmethod
+    @contextlib.contextmanager
+    def _seeded(z: int) -> Iterator[None]:
+        torch_state, py_state, np_state = torch.get_rng_state(), random.getstate(), np.random.get_state()
+        torch.default_generator.manual_seed(z)
+        random.seed(z)
+        np.random.seed(z % (1 << 32))
         try:
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(z)
-                random.seed(z)
-                np.random.seed(z % (1 << 32))
-                return self.dataset[index]
+            yield
         finally:
+            torch.set_rng_state(torch_state)
             random.setstate(py_state)
             np.random.set_state(np_state)

@@ -365,7 +365,7 @@ class Trainer:
             "persistent_workers": cfg.num_workers > 0,
             "worker_init_fn": _ignore_stop_signals if cfg.num_workers > 0 else None,
         }
-        # Each sample's augmentation is drawn from (seed, epoch, index): the same with or without workers
+        # A batch's augmentation is drawn from (seed, epoch, its indices): the same with or without workers
         # and after a resume in the middle of an epoch.
         self.train_loader = DataLoader(
             SeededSamples(train_set, cfg.seed),

@@ -28,6 +28,8 @@ RUN_DEFAULTS: dict[str, dict[str, Any]] = {
     "ssd_small": {"augment": "basic"},
     "fasterrcnn_resnet18_fpn_small": {"epochs": 3, "batch_size": 16},
     "rfcn": {"epochs": 3, "batch_size": 16},
+    # DETR converges slowly (the paper trains 300-500 epochs): a longer run, and the paper's clipping.
+    "detr": {"epochs": 30, "clip_grad": 0.1},
 }
 
 
