@@ -2,6 +2,10 @@
 
 import subprocess
 
+import torch
+
+from nnatlas.cli.main import main
+
 
 def run(exe, *args, cwd=None, timeout=600, env=None):
     return subprocess.run([*exe, *args], capture_output=True, text=True, cwd=cwd, timeout=timeout, env=env)
@@ -14,3 +18,12 @@ def assert_usage_error(proc):
     assert len(lines) == 1, proc.stderr
     assert "Traceback" not in proc.stderr + proc.stdout
     return lines[0]
+
+
+def main_in_process(argv):
+    """``nnatlas ARGV`` in this process; the torch thread count a run sets is restored after it."""
+    threads = torch.get_num_threads()
+    try:
+        return main(argv)
+    finally:
+        torch.set_num_threads(threads)

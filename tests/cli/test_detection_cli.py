@@ -5,21 +5,12 @@ import shutil
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
-from nnatlas.cli.main import main
+from tests.cli.helpers import main_in_process as _main
 from tests.data.fixtures import write_coco, write_voc_detection
 
 FAST = ["--quiet", "--device", "cpu", "--batch-size", "16"]
-
-
-def _main(argv):
-    threads = torch.get_num_threads()
-    try:
-        return main(argv)
-    finally:
-        torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from nnatlas.cli.main import main
+from tests.cli.helpers import main_in_process as _main
 
 TINY = [
     "train",
@@ -20,14 +20,6 @@ TINY = [
     "depth=2",
 ]
 TINY += ["--epochs", "2", "--limit-train", "96", "--batch-size", "32", "--quiet", "--device", "cpu"]
-
-
-def _main(argv):
-    threads = torch.get_num_threads()
-    try:
-        return main(argv)
-    finally:
-        torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

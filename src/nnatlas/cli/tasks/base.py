@@ -45,6 +45,10 @@ class Recipe:
     defaults: dict[str, Any] = {}
     #: Columns of the last metrics row printed at the end of a run.
     summary_keys: tuple[str, ...] = ()
+    #: Builder arguments a model gets unless ``--model-kwargs`` says otherwise, by model name.
+    builder_defaults: dict[str, dict[str, Any]] = {}
+    #: Options (by dest) a model trains with unless they are given, by model name.
+    run_defaults: dict[str, dict[str, Any]] = {}
     #: Engine options that have no meaning for this task (refused when given), by dest, with the reason.
     unsupported: dict[str, str] = {}
 
@@ -58,11 +62,11 @@ class Recipe:
     def model_defaults(self, model: str) -> dict[str, Any]:
         """Defaults that depend on the model (by dest, e.g. its epochs and learning rate); applied where
         the option was not given, after :meth:`data_defaults`."""
-        return {}
+        return dict(self.run_defaults.get(model, {}))
 
     def epilog(self) -> str:
-        """Text after the options in ``--help`` (e.g. the per-model defaults)."""
-        return ""
+        """Text after the options in ``--help``: the per-model defaults."""
+        return per_model_epilog(self.builder_defaults, self.run_defaults)
 
     def check(self, args: argparse.Namespace, explicit: set[str]) -> None:
         """Refuse bad or inapplicable task options before anything is built (``ValueError``)."""

@@ -9,7 +9,7 @@ from nnatlas._choices import AUGMENT_PRESETS, DETECTION_DATA, ON_BAD_IMAGE
 from nnatlas._suggest import unknown_choice_message
 from nnatlas._validate import InvalidValue, check_int
 from nnatlas.cli.common import parse_kwargs
-from nnatlas.cli.tasks.base import Built, Recipe, per_model_epilog, register_recipe
+from nnatlas.cli.tasks.base import Built, Recipe, register_recipe
 
 FILE_DATA = ("voc", "coco")
 FILE_ONLY = {
@@ -49,6 +49,8 @@ class Detection(Recipe):
     default_model = "yolo_v1"
     default_data = "shapes"
     defaults: dict[str, Any] = {}
+    builder_defaults = MODEL_DEFAULTS
+    run_defaults = RUN_DEFAULTS
     summary_keys = ("val_map_50", "val_map")
     unsupported = {"channels_last": "detectors take lists of images of different sizes"}
 
@@ -106,14 +108,11 @@ class Detection(Recipe):
                 )  # fmt: skip
         parse_kwargs(args.model_kwargs, "--model-kwargs")
 
-    def epilog(self) -> str:
-        return per_model_epilog(MODEL_DEFAULTS, RUN_DEFAULTS)
-
-    def model_defaults(self, model: str) -> dict[str, Any]:
-        return dict(RUN_DEFAULTS.get(model, {}))
-
     def model_kwargs(self, args: argparse.Namespace, data: Any) -> dict[str, Any]:
-        kwargs = {**MODEL_DEFAULTS.get(args.model, {}), **parse_kwargs(args.model_kwargs, "--model-kwargs")}
+        kwargs = {
+            **self.builder_defaults.get(args.model, {}),
+            **parse_kwargs(args.model_kwargs, "--model-kwargs"),
+        }
         return {**kwargs, "num_classes": data.num_classes}
 
     def build(self, args: argparse.Namespace) -> Built:
