@@ -1,8 +1,17 @@
-"""Instruments for ANY ``nn.Module``: parameters, MACs/FLOPs, shapes, receptive fields, training cost."""
+"""Instruments for ANY ``nn.Module``: parameters, MACs/FLOPs, shapes, receptive fields, gradient flow,
+activation statistics, training cost."""
 
 from nnatlas.analysis._trace import MetaDeviceError, ShapeError
 from nnatlas.analysis.arithmetic import conv_output_size, conv_transpose_output_size, pool_output_size
 from nnatlas.analysis.erf import EffectiveReceptiveField, effective_receptive_field
+from nnatlas.analysis.gradients import (
+    ActivationRow,
+    ActivationStats,
+    GradientFlow,
+    GradientRow,
+    activation_stats,
+    gradient_flow,
+)
 from nnatlas.analysis.macs import CounterHandle, count_op, register_module_counter, register_op_counter
 from nnatlas.analysis.meta import build_on_meta
 from nnatlas.analysis.params import count_parameters
@@ -18,6 +27,12 @@ from nnatlas.analysis.training import (
 )
 
 __all__ = [
+    "ActivationRow",
+    "ActivationStats",
+    "GradientFlow",
+    "GradientRow",
+    "activation_stats",
+    "gradient_flow",
     "CounterHandle",
     "EffectiveReceptiveField",
     "LayerField",

@@ -1,5 +1,5 @@
 """The ``nnatlas`` command: ``models``, ``train TASK``, ``eval``, ``inspect``, ``attention``, ``export``,
-``predict``.
+``predict``, ``experiment``.
 
 Bad arguments print one line on stderr and exit with code 2; failures at run time exit with code 1 and a
 message; never a traceback (set ``NNATLAS_DEBUG=1`` to see one).
@@ -16,6 +16,7 @@ from nnatlas import __version__
 from nnatlas.cli import (
     attention_cmd,
     eval_cmd,
+    experiment_cmd,
     export_cmd,
     inspect_cmd,
     models_cmd,
@@ -40,6 +41,7 @@ def build_parser() -> ArgumentParser:
     attention_cmd.add_parser(sub)
     export_cmd.add_parser(sub)
     predict_cmd.add_parser(sub)
+    experiment_cmd.add_parser(sub)
     return parser
 
 

@@ -2,5 +2,15 @@
 
 from nnatlas.viz.attention import plot_attention_heads
 from nnatlas.viz.curves import plot_curves
+from nnatlas.viz.gradients import plot_activation_stats, plot_gradient_flow
+from nnatlas.viz.style import PALETTE, figure, save
 
-__all__ = ["plot_attention_heads", "plot_curves"]
+__all__ = [
+    "PALETTE",
+    "figure",
+    "plot_activation_stats",
+    "plot_attention_heads",
+    "plot_curves",
+    "plot_gradient_flow",
+    "save",
+]
