@@ -1,5 +1,5 @@
 """The ``nnatlas`` command: ``models``, ``train TASK``, ``eval``, ``inspect``, ``attention``, ``export``,
-``predict``, ``experiment``.
+``predict``, ``experiment``, ``animate``.
 
 Bad arguments print one line on stderr and exit with code 2; failures at run time exit with code 1 and a
 message; never a traceback (set ``NNATLAS_DEBUG=1`` to see one).
@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 from nnatlas import __version__
 from nnatlas.cli import (
+    animate_cmd,
     attention_cmd,
     eval_cmd,
     experiment_cmd,
@@ -42,6 +43,7 @@ def build_parser() -> ArgumentParser:
     export_cmd.add_parser(sub)
     predict_cmd.add_parser(sub)
     experiment_cmd.add_parser(sub)
+    animate_cmd.add_parser(sub)
     return parser
 
 

@@ -41,10 +41,12 @@ __all__ = [
     "Measurement",
     "get_experiment",
     "list_experiments",
+    "load_results",
     "majority",
     "register_experiment",
     "run_experiment",
     "spread",
+    "summary_table",
 ]
 
 SUPPORTED, NOT_SUPPORTED, INCONCLUSIVE = "supported", "not supported", "inconclusive"
@@ -384,3 +386,39 @@ def seeded(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+def load_results(folder: str | os.PathLike) -> list[dict[str, Any]]:
+    """The ``result.json`` of every experiment under ``folder``, in the registry's order (results of
+    experiments no longer registered come last, by name)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ValueError(f"{str(folder)!r} is not a folder of experiment results")
+    found = {}
+    for path in sorted(folder.glob(f"*/{RESULT_FILE}")):
+        try:
+            found[path.parent.name] = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as e:
+            raise ValueError(f"{str(path)!r} is not a readable result: {e}") from None
+    order = {n: i for i, n in enumerate(_EXPERIMENTS)}
+    return [found[n] for n in sorted(found, key=lambda n: (order.get(n, len(order)), n))]
+
+
+def summary_table(results: Sequence[Mapping[str, Any]], *, link: str | None = None) -> str:
+    """A Markdown table of results: experiment, claim, section, verdict, key number, seeds, wall time.
+    ``link``: a folder prefix to link each name to its ``README.md`` (e.g. ``docs/experiments``)."""
+    rows = []
+    for r in results:
+        name = f"[`{r['name']}`]({link}/{r['name']}/README.md)" if link else f"`{r['name']}`"
+        rows.append(
+            {
+                "experiment": name,
+                "claim": r["title"],
+                "notes": r["claim"]["section"],
+                "verdict": f"**{r['verdict']}**",
+                "key number": r["key_number"],
+                "seeds": len(r["seeds"]),
+                "wall (s)": f"{r['wall_s']:.0f}",
+            }
+        )
+    return markdown_table(rows)

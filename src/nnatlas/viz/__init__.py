@@ -1,11 +1,16 @@
 """Plots and reports of what analysis/ and engine/ produce."""
 
+from nnatlas.viz.animate import ConvAnimation, conv_animation, save_animation, save_sheet
 from nnatlas.viz.attention import plot_attention_heads
 from nnatlas.viz.curves import plot_curves
 from nnatlas.viz.gradients import plot_activation_stats, plot_gradient_flow
 from nnatlas.viz.style import PALETTE, figure, save
 
 __all__ = [
+    "ConvAnimation",
+    "conv_animation",
+    "save_animation",
+    "save_sheet",
     "PALETTE",
     "figure",
     "plot_activation_stats",
