@@ -21,7 +21,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "fixed before the run (supported / not supported / inconclusive) and writes OUT/NAME/result.json, "
         "figure.png and README.md.",
     )
-    s = p.add_subparsers(dest="experiment_command", metavar="{list,run}", parser_class=ArgumentParser)
+    s = p.add_subparsers(dest="experiment_command", metavar="{list,run,summary}", parser_class=ArgumentParser)
     ls = s.add_parser(
         "list",
         help="the experiments: name, claim, section of the notes, expected minutes",
@@ -45,6 +45,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--threads", type=int, default=1, help="torch CPU threads (small models run best on one)")
     r.add_argument("--quiet", action="store_true", help="no progress, only the final line per experiment")
     r.set_defaults(func=run_run)
+    t = s.add_parser(
+        "summary",
+        help="a Markdown table of the results in a folder",
+        description="Print a Markdown table of every result.json under DIR (as written by `run`): the claim, "
+        "the verdict, the key number, the seeds and the wall time of each experiment.",
+    )
+    t.add_argument("folder", metavar="DIR", help="folder of results (the --out of `run`)")
+    t.add_argument("--link", default=None, help="link each name to LINK/NAME/README.md")
+    t.set_defaults(func=run_summary)
     p.set_defaults(func=lambda args: _missing(p))
 
 
@@ -65,6 +74,19 @@ def run_list(args: argparse.Namespace) -> int:
         e = get_experiment(name)
         table.add_row(name, e.title, e.section, f"{e.minutes:g}")
     Console().print(table)
+    return 0
+
+
+def run_summary(args: argparse.Namespace) -> int:
+    from nnatlas.experiments.base import load_results, summary_table
+
+    try:
+        results = load_results(args.folder)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    if not results:
+        raise UsageError(f"no experiment results (*/result.json) under {args.folder!r}")
+    print(summary_table(results, link=args.link))
     return 0
 
 
