@@ -230,3 +230,53 @@ def test_training_cost_of_one_step(capsys):
         capsys, "inspect", "torchvision:resnet18", "--training", "--input", "4,3,32,32", "--depth", "1"
     )
     assert table.returncode == 0 and "backward MACs" in table.stdout and "peak" in table.stdout
+
+
+def test_rf_image_draws_the_stages_fields_and_the_erf_over_a_photograph(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    proc = call(capsys, "inspect", "cifar_resnet20", "--rf-image", "astronaut", "--erf-samples", "2")
+    assert proc.returncode == 0, proc.stderr
+    # default layers: the stage outputs; their theoretical fields at 32x32 (ResNet-20: 15, 37, 81 px)
+    assert (
+        "receptive fields over astronaut (layer1 15x15, layer2 37x37, layer3 81x81; ERF of layer3)"
+        in proc.stdout
+    )
+    out = tmp_path / "rf_cifar_resnet20.png"
+    assert out.read_bytes()[:4] == b"\x89PNG"
+    again = call(capsys, "inspect", "cifar_resnet20", "--rf-image", "astronaut")
+    assert "--rf-out 'rf_cifar_resnet20.png' already exists" in assert_usage_error(again)
+    chosen = tmp_path / "sub" / "chosen.png"
+    proc = call(
+        capsys, "inspect", "cifar_resnet20", "--rf-image", "coffee", "--rf-layers", "conv1", "layer2",
+        "--rf-out", str(chosen), "--erf-samples", "1", "--input", "1,3,48,48",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "(conv1 3x3, layer2 37x37; ERF of layer2)" in proc.stdout and chosen.exists()
+
+
+def test_rf_image_bad_inputs_are_one_line_and_write_nothing(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"nothing")
+    cases = [
+        (["cifar_resnet20", "--rf-image", str(broken)], "broken.png' cannot be decoded as an image"),
+        (
+            ["cifar_resnet20", "--rf-image", "astronot"],
+            "unknown skimage.data image (or no such file) 'astronot'",
+        ),
+        (
+            ["cifar_resnet20", "--rf-image", "coffee", "--rf-layers", "layr2"],
+            "unknown layer of cifar_resnet20 'layr2'; valid choices (closest first): layer2,",
+        ),
+        (
+            ["cifar_resnet20", "--rf-image", "coffee", "--rf-layers", "fc"],
+            "layer 'fc' of cifar_resnet20 has no",
+        ),
+        (["nosuchnet", "--rf-image", "coffee"], "unknown model 'nosuchnet'"),
+        (["cifar_resnet20", "--rf-layers", "layer1"], "--rf-layers and --rf-out need --rf-image IMG"),
+    ]
+    for args, needle in cases:
+        proc = call(capsys, "inspect", *args)
+        assert needle in assert_usage_error(proc), proc.stderr
+        assert proc.stdout == ""
+    assert list(tmp_path.glob("*.png")) == [broken]

@@ -27,6 +27,7 @@ from typing import Any
 from nnatlas.cli.common import UsageError
 
 FORMATS = ("table", "json", "csv")
+RF_LAYERS = 6  # --rf-image draws at most this many stages by default
 OPTIMIZERS = ("sgd", "sgd_momentum", "adam", "adamw")
 
 # torchvision builders that build their backbone with FrozenBatchNorm2d when given trained weights
@@ -84,7 +85,27 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--optimizer", default="adamw", choices=OPTIMIZERS, help="optimizer for --training")
     p.add_argument("--erf", default=None, metavar="PNG", help="also save the effective receptive field here")
     p.add_argument("--erf-samples", type=int, default=8, help="random inputs averaged for --erf")
-    p.add_argument("--overwrite", action="store_true", help="allow --erf to replace an existing file")
+    p.add_argument(
+        "--rf-image",
+        default=None,
+        metavar="IMG",
+        help="draw the receptive fields of --rf-layers and the ERF heat map over this image (a skimage.data "
+        "name such as astronaut, chelsea, coffee, or an image file), resized to the input size",
+    )
+    p.add_argument(
+        "--rf-layers",
+        nargs="+",
+        default=None,
+        metavar="NAME",
+        help="layers for --rf-image (default: the main stages' outputs, at most 6, evenly spread); the ERF "
+        "is that of the last one",
+    )
+    p.add_argument(
+        "--rf-out", default=None, metavar="PNG", help="picture of --rf-image (default: rf_<model>.png)"
+    )
+    p.add_argument(
+        "--overwrite", action="store_true", help="allow --erf and --rf-out to replace an existing file"
+    )
     p.set_defaults(func=run)
 
 
@@ -315,11 +336,16 @@ def run(args: argparse.Namespace) -> int:
     erf_path = Path(args.erf) if args.erf else None
     if erf_path is not None and erf_path.exists() and not args.overwrite:
         raise UsageError(f"--erf {str(erf_path)!r} already exists; choose another path or pass --overwrite")
+    rf_path = _rf_path(args)
     shapes = [parse_shape(text) for text in args.input] if args.input is not None else None
     kwargs = parse_kwargs(args.kwargs) if args.kwargs is not None else {}
     make, kind = resolve_model(args.model, kwargs)
     if erf_path is not None and (kind == "detection" or (shapes and len(shapes) > 1)):
         raise UsageError("--erf needs a model with one image input (B,C,H,W)")
+    if rf_path is not None and (kind == "detection" or (shapes and (len(shapes) > 1 or len(shapes[0]) != 4))):
+        raise UsageError("--rf-image needs a model with one image input (B,C,H,W)")
+    if rf_path is not None:
+        _check_image(args.rf_image)  # a bad image is reported before anything is measured
 
     def measure(device: str):
         model = build(make, device, args.model)
@@ -341,6 +367,8 @@ def run(args: argparse.Namespace) -> int:
             _, sizes, result = measure("cpu")
     except ShapeError as e:
         raise UsageError(str(e)) from e
+    # drawn before the report is printed, so that a bad --rf-layers is the only output
+    rf_note = _draw_rf_image(args, make, sizes[0], rf_path) if rf_path is not None else None
     data = result.to_dict()
     data["model"] = args.model
     shown = ", ".join("x".join(map(str, s)) for s in sizes)
@@ -367,7 +395,74 @@ def run(args: argparse.Namespace) -> int:
             print(
                 f"effective receptive field of {erf.layer}: extent {'x'.join(map(str, erf.extent))} px -> {erf_path}"
             )
+    if rf_note is not None and args.format == "table":
+        print(rf_note)
     return 0
+
+
+def _rf_path(args: argparse.Namespace) -> Path | None:
+    """Where ``--rf-image`` draws (``--rf-out``, default ``rf_<model>.png``); refuses to overwrite."""
+    if args.rf_image is None:
+        if args.rf_layers is not None or args.rf_out is not None:
+            raise UsageError("--rf-layers and --rf-out need --rf-image IMG")
+        return None
+    from nnatlas.cli.features_cmd import check_free, safe_name
+
+    path = Path(args.rf_out) if args.rf_out else Path(f"rf_{safe_name(args.model)}.png")
+    check_free(path, "--rf-out", args.overwrite)
+    return path
+
+
+def _check_image(spec: str) -> None:
+    from nnatlas.data import load_image
+
+    try:
+        load_image(spec)
+    except ValueError as e:
+        raise UsageError(f"--rf-image: {e}") from None
+
+
+def _draw_rf_image(args: argparse.Namespace, make: Any, shape: tuple[int, ...], path: Path) -> str:
+    """Draw the theoretical fields of ``--rf-layers`` and the ERF of the last one over ``--rf-image``, at
+    the model's input size; returns the line to print."""
+    import torch
+
+    from nnatlas.analysis import effective_receptive_field, receptive_field
+    from nnatlas.cli.features_cmd import prepare_image, spread, stage_layers, unknown_layer
+    from nnatlas.viz import plot_receptive_fields_on_image
+
+    if len(shape) != 4:
+        raise UsageError(f"--rf-image needs an image input (B,C,H,W); the model takes {shape}")
+    shown, _ = prepare_image(args.rf_image, int(shape[1]), (int(shape[2]), int(shape[3])))
+    shape = (1, *shape[1:])
+    torch.manual_seed(0)
+    model = build(make, "cpu", args.model)
+    rf = receptive_field(model, shape)
+    if args.rf_layers:
+        names = [n for n, _ in model.named_modules() if n]
+        for name in args.rf_layers:
+            if name not in names:
+                raise unknown_layer(name, names, args.model)
+            if name not in rf.layers:
+                raise UsageError(
+                    f"layer {name!r} of {args.model} has no bounded spatial receptive field at input "
+                    f"{'x'.join(map(str, shape))}; layers with one: {', '.join(spread(list(rf.layers), 15))}"
+                )
+        layers = list(dict.fromkeys(args.rf_layers))
+    else:
+        layers = spread(stage_layers({n: f.output_shape for n, f in rf.layers.items()}), RF_LAYERS)
+        if not layers:
+            raise UsageError(f"{args.model} has no spatial layer at input {'x'.join(map(str, shape))}")
+    try:
+        erf = effective_receptive_field(model, shape, layers[-1], samples=args.erf_samples)
+    except ValueError as e:
+        raise UsageError(str(e).splitlines()[0]) from None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fields = {n: rf.layers[n] for n in layers}
+    image = Path(args.rf_image).name
+    plot_receptive_fields_on_image(shown, fields, erf, path, title=f"{args.model} on {image}")
+    sizes = ", ".join(f"{n} {'x'.join(f'{v:g}' for v in f.size)}" for n, f in fields.items())
+    return f"receptive fields over {image} ({sizes}; ERF of {erf.layer}) -> {path}"
 
 
 def _training_csv(result: Any) -> str:

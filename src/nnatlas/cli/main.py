@@ -1,5 +1,5 @@
 """The ``nnatlas`` command: ``models``, ``train TASK``, ``eval``, ``inspect``, ``attention``, ``export``,
-``predict``, ``experiment``, ``animate``.
+``features``, ``predict``, ``experiment``, ``animate``, ``report``.
 
 Bad arguments print one line on stderr and exit with code 2; failures at run time exit with code 1 and a
 message; never a traceback (set ``NNATLAS_DEBUG=1`` to see one).
@@ -19,9 +19,11 @@ from nnatlas.cli import (
     eval_cmd,
     experiment_cmd,
     export_cmd,
+    features_cmd,
     inspect_cmd,
     models_cmd,
     predict_cmd,
+    report_cmd,
     train_cmd,
 )
 from nnatlas.cli.common import ArgumentParser, UsageError, eprint
@@ -39,11 +41,13 @@ def build_parser() -> ArgumentParser:
     train_cmd.add_parser(sub)
     eval_cmd.add_parser(sub)
     inspect_cmd.add_parser(sub)
+    features_cmd.add_parser(sub)
     attention_cmd.add_parser(sub)
     export_cmd.add_parser(sub)
     predict_cmd.add_parser(sub)
     experiment_cmd.add_parser(sub)
     animate_cmd.add_parser(sub)
+    report_cmd.add_parser(sub)
     return parser
 
 

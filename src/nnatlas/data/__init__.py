@@ -13,7 +13,8 @@ and a detection set, so they are loaded with ``task=``. The file-based sets take
 ``imagefolder``, ``voc``, ``segfolder`` and ``coco`` take ``on_bad_image`` (error, skip). Files are checked
 before training or when they are read: a corrupt file, a label outside the classes, a mask that does not
 fit its image, a malformed annotation file or an unreadable image raises :class:`DataError` (a
-``ValueError``) with one line naming the file and what is wrong.
+``ValueError``) with one line naming the file and what is wrong. :func:`load_image` reads one image to look
+at (a ``skimage.data`` photograph that ships with scikit-image, or an image file) as ``(3, H, W)``.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from nnatlas.data.detection import (
     voc_detection_split,
 )
 from nnatlas.data.digits import DIGITS_CLASSES, load_digits_split
+from nnatlas.data.images import SKIMAGE_IMAGES, load_image
 from nnatlas.data.registry import (
     ON_BAD_IMAGE,
     SHARED_OPTIONS,
@@ -118,6 +120,7 @@ __all__ = [
     "SEQUENCE_TASKS",
     "SHAPE_CLASSES",
     "SHAPES_DETECTION_CLASSES",
+    "SKIMAGE_IMAGES",
     "ON_BAD_IMAGE",
     "SHARED_OPTIONS",
     "TASKS",
@@ -154,6 +157,7 @@ __all__ = [
     "list_datasets",
     "load_dataset",
     "load_digits_split",
+    "load_image",
     "make_sequence_split",
     "mnist_split",
     "pad_collate",

@@ -3,7 +3,9 @@
 from nnatlas.viz.animate import ConvAnimation, conv_animation, save_animation, save_sheet
 from nnatlas.viz.attention import plot_attention_heads
 from nnatlas.viz.curves import plot_curves
+from nnatlas.viz.features import plot_feature_maps, plot_filters
 from nnatlas.viz.gradients import plot_activation_stats, plot_gradient_flow
+from nnatlas.viz.rf_image import plot_receptive_fields_on_image
 from nnatlas.viz.style import PALETTE, figure, save
 
 __all__ = [
@@ -16,6 +18,9 @@ __all__ = [
     "plot_activation_stats",
     "plot_attention_heads",
     "plot_curves",
+    "plot_feature_maps",
+    "plot_filters",
     "plot_gradient_flow",
+    "plot_receptive_fields_on_image",
     "save",
 ]
