@@ -1,5 +1,6 @@
 """Plots and reports of what analysis/ and engine/ produce."""
 
+from nnatlas.viz.activations import activation_curves, plot_activation_functions
 from nnatlas.viz.animate import ConvAnimation, conv_animation, save_animation, save_sheet
 from nnatlas.viz.attention import plot_attention_heads
 from nnatlas.viz.curves import plot_curves
@@ -9,6 +10,8 @@ from nnatlas.viz.rf_image import plot_receptive_fields_on_image
 from nnatlas.viz.style import PALETTE, figure, save
 
 __all__ = [
+    "activation_curves",
+    "plot_activation_functions",
     "ConvAnimation",
     "conv_animation",
     "save_animation",

@@ -21,11 +21,9 @@ def plot_attention_heads(
     ``weights`` is anything ``numpy.asarray`` accepts (a CPU tensor, an array); each row of a head is a
     distribution over the keys, so the colour scale is fixed to [0, 1].
     """
-    import matplotlib
     import numpy as np
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from nnatlas.viz.style import figure, save
 
     w = np.asarray(weights, dtype=np.float32)
     if w.ndim != 3:
@@ -37,22 +35,20 @@ def plot_attention_heads(
     cols = min(H, 4)
     rows = math.ceil(H / cols)
     cell = 0.28 * max(L, S) + 1.0
-    fig, axes = plt.subplots(
-        rows, cols, figsize=(cols * cell + 1.5, rows * cell + 1.0), squeeze=False, layout="constrained"
+    fig, axes = figure(
+        rows, cols, width=cell + 1.5 / cols, height=cell + 1.0 / rows, squeeze=False, layout="constrained"
     )
     for h, ax in enumerate(axes.flat):
         if h >= H:
             ax.axis("off")
             continue
         im = ax.imshow(w[h], vmin=0.0, vmax=1.0, cmap="viridis", aspect="auto")
+        ax.grid(False)
         ax.set_title(f"head {h}", fontsize=9)
         ax.set_xticks(range(S), labels=list(key_labels) if key_labels else None, fontsize=7, rotation=90)
         ax.set_yticks(range(L), labels=list(query_labels) if query_labels else None, fontsize=7)
         ax.set_xlabel("key", fontsize=8)
         if h % cols == 0:
             ax.set_ylabel("query", fontsize=8)
-    fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.8)
-    if title:
-        fig.suptitle(title)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.8, label="attention weight")
+    save(fig, path, title=title)

@@ -9,15 +9,12 @@ from typing import Any
 
 def plot_curves(records: Sequence[Mapping[str, Any]], path: str | os.PathLike, *, title: str = "") -> None:
     """Save a PNG with the losses (left) and every ``*_acc`` column (right) against the epoch."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from nnatlas.viz.style import figure, save
 
     if not records:
         raise ValueError("no records to plot")
     epochs = [r["epoch"] for r in records]
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
+    fig, (ax_loss, ax_acc) = figure(1, 2, width=5.0, height=4.0)
     for key in sorted({k for r in records for k in r if k.endswith("_loss")}):
         ax_loss.plot(epochs, [_value(r, key) for r in records], marker="o", label=key)
     ax_loss.set_xlabel("epoch")
@@ -33,11 +30,7 @@ def plot_curves(records: Sequence[Mapping[str, Any]], path: str | os.PathLike, *
     if acc_keys:
         ax_acc.legend()
     ax_acc.grid(alpha=0.3)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save(fig, path, title=title)
 
 
 def _value(record: Mapping[str, Any], key: str) -> float:

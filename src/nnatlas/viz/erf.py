@@ -13,17 +13,16 @@ def plot_erf(erf: EffectiveReceptiveField, path: str | os.PathLike, *, title: st
     The dashed square is the theoretical receptive field of the centre element (clipped to the image), the
     solid one the measured extent holding ``erf.mass`` of the heat map.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from matplotlib.patches import Rectangle
+
+    from nnatlas.viz.style import figure, save
 
     heat = erf.heatmap
     if heat.dim() != 2:
         raise ValueError(f"plot_erf needs a 2-d heat map; got shape {tuple(heat.shape)}")
     h, w = heat.shape
-    fig, ax = plt.subplots(figsize=(5, 5))
+    fig, ax = figure(width=5.0, height=5.0)
+    ax.grid(False)
     im = ax.imshow(heat.numpy(), cmap="magma", interpolation="nearest")
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="|d y_centre / d x| (max = 1)")
     (y0, y1), (x0, x1) = erf.bounds
@@ -41,6 +40,4 @@ def plot_erf(erf: EffectiveReceptiveField, path: str | os.PathLike, *, title: st
     )
     ax.set_xlabel("x (input pixels)")
     ax.set_ylabel("y (input pixels)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save(fig, path)

@@ -57,6 +57,7 @@ def save(fig, path: str | os.PathLike, *, title: str = "") -> None:
 
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
+    if fig.get_layout_engine() is None:
+        fig.tight_layout()
     fig.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(fig)
