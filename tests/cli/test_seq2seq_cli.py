@@ -5,7 +5,7 @@ import json
 import matplotlib.image
 import pytest
 
-from tests.cli.helpers import assert_usage_error, run
+from tests.cli.helpers import assert_usage_error, main_in_process, run
 
 
 def test_train_seq2seq_then_draw_attention(nnatlas_exe, tmp_path):
@@ -36,6 +36,34 @@ def test_train_seq2seq_then_draw_attention(nnatlas_exe, tmp_path):
     assert "4 heads each" in proc.stdout
 
 
+def test_train_lstm_seq2seq_then_draw_its_attention_and_export_it(nnatlas_exe, tmp_path, capsys):
+    args = ["--data", "reverse", "--epochs", "2", "--num-train", "256", "--num-val", "40", "--max-len", "6"]
+    proc = run(nnatlas_exe, "train", "seq2seq", "--model", "lstm_seq2seq", *args, "--layers", "1", "--d-model", "32", "--quiet", cwd=tmp_path)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    run_dir = tmp_path / "runs" / "lstm_seq2seq-reverse"
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert len(rows) == 2 and rows[-1]["train_loss"] < rows[0]["train_loss"]
+    assert 0.0 <= rows[-1]["val_exact_acc"] <= rows[-1]["val_token_acc"] <= 1.0
+    config = json.loads((run_dir / "config.json").read_text())
+    # The recipe maps its options to the LSTM's builder: width and depth, no heads or feed-forward width.
+    assert config["model_kwargs"] == {
+        "vocab_size": 13,
+        "d_model": 32,
+        "dropout": 0.0,
+        "max_len": 8,
+        "num_layers": 1,
+    }
+
+    proc = run(nnatlas_exe, "attention", str(run_dir), "--index", "2", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert [p.name for p in (run_dir / "attention").glob("*.png")] == ["decoder.attention.png"]
+    assert "1 heads each" in proc.stdout
+
+    # torch.export traces the trained LSTM (fixed lengths) and the file gives the eager outputs.
+    assert main_in_process(["export", str(run_dir), "-o", str(tmp_path / "lstm.pt2")]) == 0
+    assert capsys.readouterr().out.strip().endswith(": ok")
+
+
 @pytest.mark.parametrize(
     ("args", "needle"),
     [
@@ -44,6 +72,18 @@ def test_train_seq2seq_then_draw_attention(nnatlas_exe, tmp_path):
         (["train", "seq2seq", "--min-len", "5", "--max-len", "3"], "--min-len must not exceed --max-len (3)"),
         (["train", "seq2seq", "--model", "cifar_resnet20"], "is a classification model"),
         (["train", "seq2seq", "--heads", "5"], "--heads must divide --d-model (64); got 5"),
+        (
+            ["train", "seq2seq", "--model", "lstm_seq2seq", "--heads", "2"],
+            "--heads does not apply to --model lstm_seq2seq",
+        ),  # fmt: skip
+        (
+            ["train", "seq2seq", "--model", "lstm_seq2seq", "--ff", "64"],
+            "--ff does not apply to --model lstm_seq2seq",
+        ),  # fmt: skip
+        (
+            ["train", "seq2seq", "--model", "lstm_seq2seq", "--d-model", "33"],
+            "--d-model must be even (each direction",
+        ),  # fmt: skip
         (["train", "seq2seq", "--channels-last"], "--channels-last does not apply to seq2seq"),
         (["train", "seq2seq", "--augment", "basic"], "unrecognized arguments: --augment"),
         (["train", "classification", "--heads", "2"], "unrecognized arguments: --heads"),

@@ -15,7 +15,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="save attention heat maps of every head for one example of a trained seq2seq run",
         description="Rebuild the model of a run written by `nnatlas train seq2seq`, decode one held-out "
         "example greedily, and save one PNG per attention module (encoder self-attention, decoder "
-        "self-attention, cross-attention of each layer) with a heat map for every head.",
+        "self-attention, cross-attention of each layer; the one attention of an LSTM model) with a heat map for "
+        "every head.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("run_dir", metavar="RUN", help="run folder of `nnatlas train seq2seq` (runs/<name>)")
@@ -60,8 +61,12 @@ def run_attention(args: argparse.Namespace) -> int:
     with torch.no_grad():
         out = model.generate(src, min(tgt.shape[0] + 2, model.max_len - 1))  # (1, T')
         dec_in = torch.cat([torch.tensor([[model.bos_id]]), out], dim=1)  # (1, 1 + T')
-        with record_attention(model) as maps:
+        # A model without nnatlas MultiheadAttention modules (the LSTM's Luong attention) records its own.
+        recorder = getattr(model, "record_attention", None) or (lambda: record_attention(model))
+        with recorder() as maps:
             model(src, dec_in)
+    if not maps:
+        raise UsageError(f"model {config['model']!r} of RUN {str(run_dir)!r} has no attention to draw")
     label = {"task": seq["task"], "num_symbols": seq["num_symbols"]}
     src_labels = tokens_to_text(src[0].tolist(), **label)
     dec_labels = tokens_to_text(dec_in[0].tolist(), **label)
