@@ -6,9 +6,10 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 from PIL import Image
 
-from nnatlas.experiments import VERDICTS, get_experiment, list_experiments, run_experiment
+from nnatlas.experiments import MODULES, VERDICTS, get_experiment, list_experiments, run_experiment
 
 KEYS = {
     "schema", "name", "title", "claim", "method", "criterion", "numbers", "table", "key_number", "verdict",
@@ -16,8 +17,22 @@ KEYS = {
 }  # fmt: skip
 
 
+@pytest.fixture
+def one_thread():
+    """The command line runs experiments on one torch thread (small models run best on one)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_all_nineteen_are_registered_in_the_order_of_the_notes():
+    assert list_experiments() == [m.replace("_", "-") for m in MODULES]
+    assert len(MODULES) == 19
+
+
 @pytest.mark.parametrize("name", list_experiments())
-def test_quick_run(name, tmp_path):
+def test_quick_run(name, tmp_path, one_thread):
     exp = get_experiment(name)
     result = run_experiment(name, tmp_path, quick=True, seeds=2)
     folder = tmp_path / name

@@ -49,11 +49,7 @@ MODULES = (
 )
 
 for _m in MODULES:
-    try:
-        importlib.import_module(f"nnatlas.experiments.{_m}")
-    except ModuleNotFoundError as _e:  # an experiment not written yet is absent, not a stub
-        if _e.name != f"nnatlas.experiments.{_m}":
-            raise
+    importlib.import_module(f"nnatlas.experiments.{_m}")
 
 __all__ = [
     "INCONCLUSIVE",
