@@ -68,8 +68,10 @@ def run_list(args: argparse.Namespace) -> int:
     from nnatlas.experiments import get_experiment, list_experiments
 
     table = Table(title="experiments (nnatlas experiment run NAME)")
-    for col in ("name", "claim", "section", "minutes"):
-        table.add_column(col, overflow="fold")
+    table.add_column("name", no_wrap=True)
+    table.add_column("claim", overflow="fold", ratio=3)
+    table.add_column("section", overflow="fold", ratio=1)
+    table.add_column("minutes", justify="right", no_wrap=True)
     for name in list_experiments():
         e = get_experiment(name)
         table.add_row(name, e.title, e.section, f"{e.minutes:g}")

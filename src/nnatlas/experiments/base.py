@@ -418,7 +418,7 @@ def summary_table(results: Sequence[Mapping[str, Any]], *, link: str | None = No
                 "verdict": f"**{r['verdict']}**",
                 "key number": r["key_number"],
                 "seeds": len(r["seeds"]),
-                "wall (s)": f"{r['wall_s']:.0f}",
+                "wall (s)": f"{r['wall_s']:.1f}",
             }
         )
     return markdown_table(rows)
