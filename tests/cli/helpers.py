@@ -27,3 +27,16 @@ def main_in_process(argv):
         return main(argv)
     finally:
         torch.set_num_threads(threads)
+
+
+def usage_error_in_process(argv, capsys):
+    """``nnatlas ARGV`` in this process must be a usage error: exit code 2 and one line on stderr, no
+    traceback; returns that line (the subprocess variant is :func:`assert_usage_error`)."""
+    capsys.readouterr()
+    code = main_in_process(argv)
+    captured = capsys.readouterr()
+    assert code == 2, captured.err
+    lines = [line for line in captured.err.splitlines() if line.strip()]
+    assert len(lines) == 1, captured.err
+    assert "Traceback" not in captured.err + captured.out
+    return lines[0]

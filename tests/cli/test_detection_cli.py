@@ -52,6 +52,14 @@ def mask_run(tmp_path_factory):
     return root / "runs" / "m"
 
 
+def test_report_of_a_detection_run(det_run, tmp_path):
+    out = tmp_path / "r.html"
+    assert _main(["report", str(det_run), "-o", str(out), "--samples", "4"]) == 0
+    html = out.read_text(encoding="utf-8")
+    assert "<h2>Sample predictions" in html and "<h2>Final metrics" in html and "val_map_50" in html
+    assert html.count('<img src="data:image/png;base64,') == 2  # curves, boxes on validation scenes
+
+
 def _scene_png(path):
     from nnatlas.data import load_dataset
 

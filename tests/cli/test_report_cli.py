@@ -11,7 +11,7 @@ import pytest
 
 from nnatlas.experiments import run_experiment
 from tests.browser import open_page
-from tests.cli.helpers import assert_usage_error, main_in_process, run
+from tests.cli.helpers import assert_usage_error, main_in_process, run, usage_error_in_process
 
 
 @pytest.fixture(scope="module")
@@ -109,8 +109,9 @@ def test_report_in_headless_chromium(digits_run, experiments, tmp_path, width, m
         (["cifar_resnet20", "--input", "1,3,x"], "--input must be"),
     ],
 )
-def test_bad_input_is_one_line_and_writes_nothing(nnatlas_exe, tmp_path, args, expect):
-    assert expect in assert_usage_error(run(nnatlas_exe, "report", *args, cwd=tmp_path))
+def test_bad_input_is_one_line_and_writes_nothing(capsys, monkeypatch, tmp_path, args, expect):
+    monkeypatch.chdir(tmp_path)
+    assert expect in usage_error_in_process(["report", *args], capsys)
     assert list(tmp_path.iterdir()) == []
 
 

@@ -47,6 +47,16 @@ def test_train_writes_miou_columns_and_the_config_predict_needs(seg_run):
     assert len(config["palette"]) == 5
 
 
+def test_report_of_a_segmentation_run(seg_run, tmp_path):
+    out = tmp_path / "r.html"
+    assert _main(["report", str(seg_run), "-o", str(out)]) == 0
+    html = out.read_text(encoding="utf-8")
+    assert "<h2>Per-class IoU (validation set)" in html and "<h2>Sample predictions" in html
+    for name in ("background", "circle", "square", "triangle", "cross"):
+        assert f"<td>{name}</td>" in html
+    assert html.count('<img src="data:image/png;base64,') == 2  # curves, image / truth / prediction
+
+
 def test_eval_agrees_with_the_last_row(seg_run, capsys):
     assert _main(["eval", str(seg_run), "--quiet"]) == 0
     result = json.loads(capsys.readouterr().out)

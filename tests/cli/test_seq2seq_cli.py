@@ -5,7 +5,7 @@ import json
 import matplotlib.image
 import pytest
 
-from tests.cli.helpers import assert_usage_error, main_in_process, run
+from tests.cli.helpers import main_in_process, run, usage_error_in_process
 
 
 def test_train_seq2seq_then_draw_attention(nnatlas_exe, tmp_path):
@@ -34,6 +34,12 @@ def test_train_seq2seq_then_draw_attention(nnatlas_exe, tmp_path):
     image = matplotlib.image.imread(run_dir / "attention" / pngs[0])
     assert image.ndim == 3 and image.shape[0] > 100
     assert "4 heads each" in proc.stdout
+
+    proc = run(nnatlas_exe, "report", str(run_dir), "-o", "r.html", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    html = (tmp_path / "r.html").read_text(encoding="utf-8")
+    assert "<h2>Sample decodes" in html and "<h2>Training curves" in html
+    assert html.count("<td>yes</td>") + html.count("<td>no</td>") == 12  # one row per sample decode
 
 
 def test_train_lstm_seq2seq_then_draw_its_attention_and_export_it(nnatlas_exe, tmp_path, capsys):
@@ -92,8 +98,9 @@ def test_train_lstm_seq2seq_then_draw_its_attention_and_export_it(nnatlas_exe, t
         (["attention", "nosuchrun"], "RUN 'nosuchrun' is not a run folder"),
     ],
 )
-def test_bad_seq2seq_arguments_exit_2_with_one_line(nnatlas_exe, tmp_path, args, needle):
-    line = assert_usage_error(run(nnatlas_exe, *args, cwd=tmp_path))
+def test_bad_seq2seq_arguments_exit_2_with_one_line(capsys, monkeypatch, tmp_path, args, needle):
+    monkeypatch.chdir(tmp_path)
+    line = usage_error_in_process(args, capsys)
     assert needle in line
     assert not (tmp_path / "runs").exists()
 

@@ -25,7 +25,7 @@ from nnatlas.experiments import (
     run_experiment,
     spread,
 )
-from tests.cli.helpers import assert_usage_error, run
+from tests.cli.helpers import assert_usage_error, main_in_process, run, usage_error_in_process
 
 
 def test_majority_and_spread():
@@ -131,10 +131,9 @@ def test_a_folder_that_is_not_a_result_is_never_replaced(fake, tmp_path):
         (["frobnicate"], "invalid choice"),
     ],
 )
-def test_bad_names_and_options_give_one_line_and_exit_2(nnatlas_exe, tmp_path, args, expect):
+def test_bad_names_and_options_give_one_line_and_exit_2(capsys, tmp_path, args, expect):
     out = ["--out", str(tmp_path / "out")] if args[:1] == ["run"] else []
-    proc = run(nnatlas_exe, "experiment", *args, *out, cwd=tmp_path)
-    line = assert_usage_error(proc)
+    line = usage_error_in_process(["experiment", *args, *out], capsys)
     assert expect in line
     assert not (tmp_path / "out").exists()  # refused before anything was created
 
@@ -143,15 +142,15 @@ def test_existing_user_folder_is_refused_before_anything_runs(nnatlas_exe, tmp_p
     (tmp_path / "out" / "stacked-3x3").mkdir(parents=True)
     (tmp_path / "out" / "stacked-3x3" / "notes.txt").write_text("mine")
     proc = run(nnatlas_exe, "experiment", "run", "stacked-3x3", "--quick", "--out", str(tmp_path / "out"))
-    assert "not an experiment result" in assert_usage_error(proc)
+    assert "not an experiment result" in assert_usage_error(proc)  # the real entry point
     assert (tmp_path / "out" / "stacked-3x3" / "notes.txt").read_text() == "mine"
 
 
-def test_list_names_every_experiment(nnatlas_exe):
-    proc = run(nnatlas_exe, "experiment", "list")
-    assert proc.returncode == 0, proc.stderr
+def test_list_names_every_experiment(capsys):
+    assert main_in_process(["experiment", "list"]) == 0
+    out = capsys.readouterr().out
     for name in list_experiments():
-        assert name in proc.stdout
+        assert name in out
 
 
 SLOW = textwrap.dedent(

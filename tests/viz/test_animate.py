@@ -12,7 +12,7 @@ from torch import nn
 
 from nnatlas.analysis import conv_output_size, conv_transpose_output_size, pool_output_size
 from nnatlas.viz.animate import conv_animation, save_animation, save_sheet
-from tests.cli.helpers import assert_usage_error, run
+from tests.cli.helpers import run, usage_error_in_process
 
 
 def _layer(a):
@@ -115,8 +115,9 @@ def test_gif_and_sheet(tmp_path):
         (["spiral"], "invalid choice"),
     ],
 )
-def test_bad_input_is_one_line(nnatlas_exe, tmp_path, args, expect):
-    assert expect in assert_usage_error(run(nnatlas_exe, "animate", *args, cwd=tmp_path))
+def test_bad_input_is_one_line(capsys, monkeypatch, tmp_path, args, expect):
+    monkeypatch.chdir(tmp_path)
+    assert expect in usage_error_in_process(["animate", *args], capsys)
     assert list(tmp_path.iterdir()) == []
 
 

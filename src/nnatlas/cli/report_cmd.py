@@ -500,7 +500,7 @@ def _seq2seq_sections(model, val, config, samples):
     for i in range(min(samples, len(val))):
         src, tgt = val[i]
         out = (
-            model.generate(src.unsqueeze(0), len(tgt) + 2)[0]
+            model.generate(src.unsqueeze(0), len(tgt) - 1)[0]
             if hasattr(model, "generate")
             else torch.tensor([])
         )

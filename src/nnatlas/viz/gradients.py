@@ -12,20 +12,27 @@ from nnatlas.viz.style import PALETTE, figure, save
 def plot_gradient_flow(
     flows: Mapping[str, GradientFlow] | GradientFlow, path: str | os.PathLike, *, title: str = ""
 ) -> None:
-    """Gradient norm per layer (log scale, first layer left), one line per named flow."""
+    """Gradient norm per layer (log scale, first layer left): bars for one flow, one line per named flow
+    when there are several."""
     if isinstance(flows, GradientFlow):
         flows = {"": flows}
     if not flows:
         raise ValueError("no gradient flow to plot")
     fig, ax = figure(width=6.5, height=3.8)
-    for (label, flow), colour in zip(flows.items(), PALETTE * 4, strict=False):
+    if len(flows) == 1:  # one model: a bar per layer, named
+        (flow,) = flows.values()
         norms = [max(n, 1e-30) for n in flow.norms()]
-        ax.plot(range(len(norms)), norms, marker="o", ms=3, color=colour, label=label or None)
+        ax.bar(range(len(norms)), norms, color=PALETTE[0])
+        if len(norms) <= 40:
+            ax.set_xticks(range(len(norms)), [r.name for r in flow.rows], rotation=90, fontsize=7)
+    else:  # several models: a line each
+        for (label, flow), colour in zip(flows.items(), PALETTE * 4, strict=False):
+            norms = [max(n, 1e-30) for n in flow.norms()]
+            ax.plot(range(len(norms)), norms, marker="o", ms=3, color=colour, label=label)
+        ax.legend()
     ax.set_yscale("log")
     ax.set_xlabel("layer (input side left)")
     ax.set_ylabel("gradient norm ||dL/dW||")
-    if any(flows):
-        ax.legend()
     save(fig, path, title=title)
 
 
