@@ -38,11 +38,11 @@ import torch
 from torch import Tensor, nn
 
 from nnatlas.models.registry import register_model
+from nnatlas.models.seq2seq._decoding import beam, greedy, resolve_eos
 
 __all__ = ["LSTMSeq2Seq", "LuongAttention", "lstm_seq2seq"]
 
 SCORES = ("general", "dot")
-DECODING = ("greedy", "beam")
 
 
 class LuongAttention(nn.Module):
@@ -308,69 +308,44 @@ class LSTMSeq2Seq(nn.Module):
         returns the finished one with the best ``score / length ** length_penalty``. Each step feeds the
         newest token to the recurrent state. Call ``eval()`` first to switch dropout off.
         """
-        if not isinstance(max_len, int) or max_len < 1:
-            raise ValueError(f"max_len must be a positive int; got {max_len!r}")
-        if max_len > self.max_len:
-            raise ValueError(f"max_len={max_len} exceeds the model's max_len={self.max_len}")
-        if method not in DECODING:
-            raise ValueError(f"method must be one of {', '.join(DECODING)}; got {method!r}")
-        eos = self.eos_id if eos_id == -1 else eos_id
-        if eos is not None and not 0 <= eos < self.tgt_vocab_size:
-            raise ValueError(f"eos_id must lie in [0, {self.tgt_vocab_size}) or be None; got {eos}")
+        eos = resolve_eos(
+            max_len=max_len,
+            limit=self.max_len,
+            limit_name="the model's",
+            method=method,
+            eos_id=eos_id,
+            default_eos=self.eos_id,
+            vocab_size=self.tgt_vocab_size,
+            beam_size=beam_size,
+        )
         enc = self.encode(src)
-        if method == "greedy":
-            return self._greedy(enc, max_len, eos)
-        if not isinstance(beam_size, int) or beam_size < 1:
-            raise ValueError(f"beam_size must be a positive int; got {beam_size!r}")
-        return self._beam(enc, max_len, eos, beam_size, length_penalty)
-
-    def _greedy(self, enc: Encoded, max_len: int, eos: int | None) -> Tensor:
         B, dev = enc.memory.shape[0], enc.memory.device
+        tokens = {"bos": self.bos_id, "pad": self.pad_id, "max_len": max_len, "eos": eos, "device": dev}
+        if method == "beam":
+            expand = torch.arange(B, device=dev).repeat_interleave(beam_size)  # (B * K,): row b K times
+            enc = Encoded(enc.memory[expand], enc.keys[expand], enc.pad[expand], enc.state.select(expand))
         state = enc.state
-        ys = torch.full((B, 1), self.bos_id, dtype=torch.long, device=dev)  # (B, 1)
-        finished = torch.zeros(B, dtype=torch.bool, device=dev)
-        for _ in range(max_len):
-            logits, state = self.decode(ys[:, -1:], enc, state)  # (B, 1, V)
-            nxt = logits[:, -1].argmax(dim=-1).masked_fill(finished, self.pad_id)  # (B,)
-            ys = torch.cat([ys, nxt.unsqueeze(1)], dim=1)  # (B, t + 1)
-            if eos is not None:
-                finished |= nxt == eos
-                if bool(finished.all()):
-                    break
-        return ys[:, 1:]
 
-    def _beam(self, enc: Encoded, max_len: int, eos: int | None, K: int, length_penalty: float) -> Tensor:
-        B, dev, V = enc.memory.shape[0], enc.memory.device, self.tgt_vocab_size
-        expand = torch.arange(B, device=dev).repeat_interleave(K)  # (B * K,): row b repeated K times
-        enc = Encoded(enc.memory[expand], enc.keys[expand], enc.pad[expand], enc.state.select(expand))
-        state = enc.state
-        ys = torch.full((B * K, 1), self.bos_id, dtype=torch.long, device=dev)
-        scores = torch.zeros(B, K, device=dev)
-        scores[:, 1:] = float("-inf")  # all beams start equal: expand only the first at step one
-        finished = torch.zeros(B * K, dtype=torch.bool, device=dev)
-        lengths = torch.zeros(B * K, device=dev)
-        for _ in range(max_len):
-            logits, state = self.decode(ys[:, -1:], enc, state)
-            logp = torch.log_softmax(logits[:, -1].float(), dim=-1)  # (B * K, V)
-            # A finished beam only continues with padding, at no cost.
-            logp[finished] = float("-inf")
-            logp[finished, self.pad_id] = 0.0
-            cand = (scores.view(B * K, 1) + logp).view(B, K * V)
-            scores, idx = cand.topk(K, dim=-1)  # (B, K)
-            beam, tok = idx // V, idx % V  # (B, K)
-            rows = (torch.arange(B, device=dev).unsqueeze(1) * K + beam).view(-1)  # (B * K,)
-            tok = tok.view(-1)
-            ys = torch.cat([ys[rows], tok.unsqueeze(1)], dim=1)
-            lengths = lengths[rows] + (~finished[rows]).float()
-            finished = finished[rows]
+        def step(ys: Tensor) -> Tensor:  # logits (N, V) after the newest token of ys (N, t)
+            nonlocal state
+            logits, state = self.decode(ys[:, -1:], enc, state)  # (N, 1, V)
+            return logits[:, -1]
+
+        def reorder(rows: Tensor) -> None:  # the recurrent state follows the beams kept
+            nonlocal state
             state = state.select(rows)
-            if eos is not None:
-                finished = finished | (tok == eos)
-                if bool(finished.all()):
-                    break
-        norm = scores / lengths.view(B, K).clamp(min=1.0) ** length_penalty  # (B, K)
-        best = norm.argmax(dim=-1)  # (B,)
-        return ys.view(B, K, -1)[torch.arange(B, device=dev), best, 1:]
+
+        if method == "greedy":
+            return greedy(step, batch=B, **tokens)
+        return beam(
+            step,
+            reorder,
+            batch=B,
+            beams=beam_size,
+            vocab_size=self.tgt_vocab_size,
+            length_penalty=length_penalty,
+            **tokens,
+        )
 
 
 @register_model(task="seq2seq", input_size=(12,), vocab_size=16)

@@ -30,11 +30,11 @@ from nnatlas.layers import (
     causal_mask,
 )
 from nnatlas.models.registry import register_model
+from nnatlas.models.seq2seq._decoding import beam, greedy, resolve_eos
 
 __all__ = ["TransformerSeq2Seq", "transformer_seq2seq"]
 
 POSITIONAL = ("sinusoidal", "learned")
-DECODING = ("greedy", "beam")
 
 
 class TransformerSeq2Seq(nn.Module):
@@ -202,83 +202,41 @@ class TransformerSeq2Seq(nn.Module):
         without, each step recomputes the whole prefix — same tokens, more work. Call ``eval()`` first
         to switch dropout off.
         """
-        if not isinstance(max_len, int) or max_len < 1:
-            raise ValueError(f"max_len must be a positive int; got {max_len!r}")
-        if max_len > self.max_len:
-            raise ValueError(f"max_len={max_len} exceeds the positional table of max_len={self.max_len}")
-        if method not in DECODING:
-            raise ValueError(f"method must be one of {', '.join(DECODING)}; got {method!r}")
-        eos = self.eos_id if eos_id == -1 else eos_id
-        if eos is not None and not 0 <= eos < self.tgt_vocab_size:
-            raise ValueError(f"eos_id must lie in [0, {self.tgt_vocab_size}) or be None; got {eos}")
+        eos = resolve_eos(
+            max_len=max_len,
+            limit=self.max_len,
+            limit_name="the positional table of",
+            method=method,
+            eos_id=eos_id,
+            default_eos=self.eos_id,
+            vocab_size=self.tgt_vocab_size,
+            beam_size=beam_size,
+        )
         memory, kpm = self.encode(src)
+        B, dev = memory.shape[0], memory.device
+        tokens = {"bos": self.bos_id, "pad": self.pad_id, "max_len": max_len, "eos": eos, "device": dev}
+        if method == "beam":
+            memory = memory.repeat_interleave(beam_size, dim=0)  # (B * K, S, E)
+            kpm = kpm.repeat_interleave(beam_size, dim=0)  # (B * K, S)
+        cache = self.decoder.new_cache() if use_cache else None
+
+        def step(ys: Tensor) -> Tensor:  # logits (N, V) of the token after each prefix of ys (N, t)
+            if cache is None:
+                return self.decode(ys, memory, kpm)[:, -1]  # whole prefix recomputed
+            return self.decode(ys[:, -1:], memory, kpm, cache=cache)[:, -1]  # newest token only
+
         if method == "greedy":
-            return self._greedy(memory, kpm, max_len, eos, use_cache)
-        if not isinstance(beam_size, int) or beam_size < 1:
-            raise ValueError(f"beam_size must be a positive int; got {beam_size!r}")
-        return self._beam(memory, kpm, max_len, eos, use_cache, beam_size, length_penalty)
-
-    def _next_logits(self, ys: Tensor, memory: Tensor, kpm: Tensor, cache: DecoderCache | None) -> Tensor:
-        if cache is None:
-            return self.decode(ys, memory, kpm)[:, -1]  # (B, V), whole prefix recomputed
-        return self.decode(ys[:, -1:], memory, kpm, cache=cache)[:, -1]  # (B, V), newest token only
-
-    def _greedy(self, memory: Tensor, kpm: Tensor, max_len: int, eos: int | None, use_cache: bool) -> Tensor:
-        B = memory.shape[0]
-        cache = self.decoder.new_cache() if use_cache else None
-        ys = torch.full((B, 1), self.bos_id, dtype=torch.long, device=memory.device)  # (B, 1)
-        finished = torch.zeros(B, dtype=torch.bool, device=memory.device)
-        for _ in range(max_len):
-            nxt = self._next_logits(ys, memory, kpm, cache).argmax(dim=-1)  # (B,)
-            nxt = nxt.masked_fill(finished, self.pad_id)
-            ys = torch.cat([ys, nxt.unsqueeze(1)], dim=1)  # (B, t + 1)
-            if eos is not None:
-                finished |= nxt == eos
-                if bool(finished.all()):
-                    break
-        return ys[:, 1:]
-
-    def _beam(
-        self,
-        memory: Tensor,
-        kpm: Tensor,
-        max_len: int,
-        eos: int | None,
-        use_cache: bool,
-        K: int,
-        length_penalty: float,
-    ) -> Tensor:
-        B, dev, V = memory.shape[0], memory.device, self.tgt_vocab_size
-        memory = memory.repeat_interleave(K, dim=0)  # (B * K, S, E)
-        kpm = kpm.repeat_interleave(K, dim=0)  # (B * K, S)
-        cache = self.decoder.new_cache() if use_cache else None
-        ys = torch.full((B * K, 1), self.bos_id, dtype=torch.long, device=dev)
-        scores = torch.zeros(B, K, device=dev)
-        scores[:, 1:] = float("-inf")  # all beams start equal: expand only the first at step one
-        finished = torch.zeros(B * K, dtype=torch.bool, device=dev)
-        lengths = torch.zeros(B * K, device=dev)
-        for _ in range(max_len):
-            logp = torch.log_softmax(self._next_logits(ys, memory, kpm, cache).float(), dim=-1)  # (B*K, V)
-            # A finished beam only continues with padding, at no cost.
-            logp[finished] = float("-inf")
-            logp[finished, self.pad_id] = 0.0
-            cand = (scores.view(B * K, 1) + logp).view(B, K * V)
-            scores, idx = cand.topk(K, dim=-1)  # (B, K)
-            beam, tok = idx // V, idx % V  # (B, K)
-            rows = (torch.arange(B, device=dev).unsqueeze(1) * K + beam).view(-1)  # (B * K,)
-            tok = tok.view(-1)
-            ys = torch.cat([ys[rows], tok.unsqueeze(1)], dim=1)
-            lengths = lengths[rows] + (~finished[rows]).float()
-            finished = finished[rows]
-            if cache is not None:
-                cache.reorder(rows)
-            if eos is not None:
-                finished = finished | (tok == eos)
-                if bool(finished.all()):
-                    break
-        norm = scores / lengths.view(B, K).clamp(min=1.0) ** length_penalty  # (B, K)
-        best = norm.argmax(dim=-1)  # (B,)
-        return ys.view(B, K, -1)[torch.arange(B, device=dev), best, 1:]
+            return greedy(step, batch=B, **tokens)
+        reorder = cache.reorder if cache is not None else (lambda rows: None)
+        return beam(
+            step,
+            reorder,
+            batch=B,
+            beams=beam_size,
+            vocab_size=self.tgt_vocab_size,
+            length_penalty=length_penalty,
+            **tokens,
+        )
 
 
 @register_model(task="seq2seq", input_size=(12,), vocab_size=16)
