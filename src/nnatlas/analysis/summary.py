@@ -134,8 +134,8 @@ class Summary:
                     r.type,
                     _shape(r.output_shape),
                     f"{r.params:,}",
-                    _si(r.macs),
-                    _si(r.flops),
+                    si(r.macs),
+                    si(r.flops),
                     rf,
                 ]
             )
@@ -156,8 +156,8 @@ class Summary:
         out += [
             rule,
             f"total params      {self.total_params:,} ({self.trainable_params:,} trainable)",
-            f"total MACs        {self.total_macs:,} ({_si(self.total_macs)}{partial}{bound})",
-            f"total FLOPs       {self.total_flops:,} ({_si(self.total_flops)}; 1 MAC = 2 FLOPs{partial}{bound})",
+            f"total MACs        {self.total_macs:,} ({si(self.total_macs)}{partial}{bound})",
+            f"total FLOPs       {self.total_flops:,} ({si(self.total_flops)}; 1 MAC = 2 FLOPs{partial}{bound})",
         ]
         rf = self.receptive_field
         if rf is not None and rf.final_name is not None:
@@ -201,7 +201,8 @@ def _cell(v: Any) -> str:
     return _shape(v) if isinstance(v, dict) else str(v)
 
 
-def _si(n: int) -> str:
+def si(n: int) -> str:
+    """``n`` with an SI prefix and three decimals (``4.089G``), as the summary tables print counts."""
     for unit, scale in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("K", 1e3)):
         if abs(n) >= scale:
             return f"{n / scale:.3f}{unit}"

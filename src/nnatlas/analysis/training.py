@@ -42,6 +42,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from nnatlas._suggest import unknown_choice_message
 from nnatlas.analysis._trace import _Tracer, normalize_inputs, shape_of
 from nnatlas.analysis.macs import FREE, apply, lookup
+from nnatlas.analysis.summary import si
 
 OPTIMIZERS = {"sgd": 0, "sgd_momentum": 1, "adam": 2, "adamw": 2}
 """Optimizer name -> state tensors per trainable parameter."""
@@ -127,8 +128,8 @@ class TrainingCost:
                 [
                     "  " * (r.depth - 1) + r.name,
                     r.type,
-                    _si(r.forward_macs),
-                    _si(r.backward_macs),
+                    si(r.forward_macs),
+                    si(r.backward_macs),
                     ratio,
                     _bytes(r.saved_bytes),
                 ]
@@ -148,8 +149,8 @@ class TrainingCost:
         partial = " (partial: see below)" if self.unsupported else ""
         out += [
             rule,
-            f"forward MACs      {self.forward_macs:,} ({_si(self.forward_macs)}){partial}",
-            f"backward MACs     {self.backward_macs:,} ({_si(self.backward_macs)}){partial}",
+            f"forward MACs      {self.forward_macs:,} ({si(self.forward_macs)}){partial}",
+            f"backward MACs     {self.backward_macs:,} ({si(self.backward_macs)}){partial}",
             f"memory            parameters {_bytes(m.parameters)}, buffers {_bytes(m.buffers)}, "
             f"gradients {_bytes(m.gradients)}, optimizer state {_bytes(m.optimizer_state)}, "
             f"inputs {_bytes(m.inputs)}, activations saved {_bytes(m.activations)}",
@@ -159,13 +160,6 @@ class TrainingCost:
             calls = ", ".join(f"{op} x{n}" for op, n in self.unsupported.items())
             out.append(f"not counted       {calls}")
         return "\n".join(out)
-
-
-def _si(n: int) -> str:
-    for unit, scale in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("K", 1e3)):
-        if abs(n) >= scale:
-            return f"{n / scale:.3f}{unit}"
-    return str(n)
 
 
 def _bytes(n: int) -> str:

@@ -92,6 +92,7 @@ def _model_report(spec: str, args: argparse.Namespace):
     import torch
 
     from nnatlas.analysis import MetaDeviceError, ShapeError, effective_receptive_field, summary
+    from nnatlas.analysis.summary import si
     from nnatlas.cli.inspect_cmd import build, default_shapes, make_inputs, parse_shape, resolve_model
     from nnatlas.viz.report import Figure, Report, Section, Table, figure_uri
 
@@ -115,8 +116,8 @@ def _model_report(spec: str, args: argparse.Namespace):
         facts=[
             ("parameters", f"{s.total_params:,}"),
             ("trainable", f"{s.trainable_params:,}"),
-            ("MACs", _si(s.total_macs)),
-            ("FLOPs (2 per MAC)", _si(s.total_flops)),
+            ("MACs", si(s.total_macs)),
+            ("FLOPs (2 per MAC)", si(s.total_flops)),
             ("layers", f"{len(s.rows):,}"),
         ],
     )
@@ -194,13 +195,6 @@ def _model_report(spec: str, args: argparse.Namespace):
         if figures:
             report.sections.append(Section(heading="Effective receptive field and filters", figures=figures))
     return report
-
-
-def _si(n: float) -> str:
-    for unit, scale in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("K", 1e3)):
-        if abs(n) >= scale:
-            return f"{n / scale:.2f} {unit}"
-    return f"{n:g}"
 
 
 def _stage_figure(stages):
@@ -297,21 +291,19 @@ def _fmt(v: Any) -> str:
 
 
 def _records(folder: Path) -> list[dict[str, Any]]:
+    from nnatlas.engine.runs import read_jsonl
+
     path = folder / "metrics.jsonl"
     if not path.is_file():
         return []
-    out = []
-    for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            raise UsageError(f"{str(path)!r} line {i} is not JSON") from None
-        if not isinstance(row, dict) or "epoch" not in row:
-            raise UsageError(f"{str(path)!r} line {i} is not a metrics row (no epoch)")
-        out.append(row)
-    return out
+    try:
+        rows = read_jsonl(path)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    for i, row in enumerate(rows, 1):
+        if "epoch" not in row:
+            raise UsageError(f"{str(path)!r} row {i} is not a metrics row (no epoch)")
+    return rows
 
 
 def _evaluation_sections(folder: Path, config: dict[str, Any], args: argparse.Namespace) -> list:
