@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from nnatlas.data import PAD_ID, make_sequence_split, pad_collate, vocab_size
+from nnatlas.engine import Seq2SeqTask
 from nnatlas.experiments.base import seeded
 from nnatlas.models import create_model
 
@@ -87,10 +87,8 @@ def seq_model(data: SeqData, *, seed: int, **kwargs: Any) -> nn.Module:
     return create_model("transformer_seq2seq", **options)
 
 
-def _loss(logits: Tensor, labels: Tensor, reduction: str = "mean") -> Tensor:
-    return F.cross_entropy(
-        logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=PAD_ID, reduction=reduction
-    )
+#: The engine's seq2seq task: its teacher-forced loss, token accuracy and greedy exact match.
+TASK = Seq2SeqTask(pad_id=PAD_ID)
 
 
 @dataclass
@@ -129,7 +127,7 @@ def train_seq2seq(
         src, tgt = pad_collate([data.train[i] for i in idx])  # (B, S), (B, T)
         if on_batch is not None:
             on_batch(model, step, src, tgt)
-        loss = _loss(model(src, tgt[:, :-1]), tgt[:, 1:])
+        loss, _ = TASK.training_step(model, (src, tgt))
         if not torch.isfinite(loss):
             hist.diverged = True
             break
@@ -150,19 +148,10 @@ def evaluate(model: nn.Module, data: SeqData, *, batch_size: int = 500) -> dict[
     decoding (``y EOS`` reproduced exactly), in eval mode."""
     was = model.training
     model.eval()
-    total, tokens, correct, exact = 0.0, 0, 0, 0
+    metrics = TASK.new_metrics()
     for i in range(0, len(data.val_src), batch_size):
-        src, tgt = data.val_src[i : i + batch_size], data.val_tgt[i : i + batch_size]
-        labels = tgt[:, 1:]  # (B, T - 1)
-        logits = model(src, tgt[:, :-1])  # (B, T - 1, V)
-        keep = labels != PAD_ID
-        total += float(_loss(logits, labels, reduction="sum"))
-        tokens += int(keep.sum())
-        correct += int(((logits.argmax(-1) == labels) & keep).sum())
-        out = model.generate(src, labels.shape[1])  # (B, <= T - 1)
-        padded = torch.full_like(labels, PAD_ID)
-        padded[:, : out.shape[1]] = out
-        exact += int((padded == labels).all(dim=1).sum())
+        TASK.validation_step(
+            model, (data.val_src[i : i + batch_size], data.val_tgt[i : i + batch_size]), metrics
+        )
     model.train(was)
-    n = len(data.val_src)
-    return {"loss": total / tokens, "token_acc": correct / tokens, "exact_acc": exact / n}
+    return {k: float(v) for k, v in metrics.compute().items()}
