@@ -74,3 +74,12 @@ def parse_kwargs(items: Sequence[str], flag: str) -> dict:
         except (ValueError, SyntaxError):
             out[key] = text
     return out
+
+
+def check_free(path, flag: str, overwrite: bool) -> None:
+    """An output file the command may write: refused (:class:`UsageError`) when it exists and ``overwrite``
+    is not given, or when it is a folder, so that nothing a user wrote is replaced by accident."""
+    if path.exists() and not overwrite:
+        raise UsageError(f"{flag} {str(path)!r} already exists; choose another path or pass --overwrite")
+    if path.exists() and path.is_dir():
+        raise UsageError(f"{flag} {str(path)!r} is a folder; give a file")

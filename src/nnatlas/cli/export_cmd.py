@@ -28,7 +28,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from nnatlas.cli.common import UsageError, eprint
+from nnatlas.cli.common import UsageError, check_free, eprint
 
 FORMATS = ("onnx", "pt2")
 SUFFIXES = {".onnx": "onnx", ".pt2": "pt2"}
@@ -136,8 +136,7 @@ def _check_args(args: argparse.Namespace) -> tuple[Path, str]:
     fmt = args.format or SUFFIXES.get(out_path.suffix.lower())
     if fmt is None:
         raise UsageError(f"cannot tell the format from {str(out_path)!r}: pass --format onnx or --format pt2")
-    if out_path.exists() and not args.overwrite:
-        raise UsageError(f"-o {str(out_path)!r} already exists; choose another path or pass --overwrite")
+    check_free(out_path, "-o", args.overwrite)
     if not out_path.parent.is_dir():
         raise UsageError(f"the folder of -o {str(out_path)!r} does not exist")
     if args.batch_size < 1:

@@ -23,7 +23,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from nnatlas.cli.common import UsageError, markup_safe
+from nnatlas.cli.common import UsageError, check_free, markup_safe
 from nnatlas.cli.runs import WEIGHTS
 
 IMAGE_TASKS = ("classification", "segmentation", "detection")
@@ -296,13 +296,6 @@ def _default_out(args: argparse.Namespace) -> Path:
 def safe_name(spec: str) -> str:
     """A model spec as a file name part: ``torchvision:resnet18`` -> ``torchvision_resnet18``."""
     return re.sub(r"[^A-Za-z0-9_-]+", "_", spec).strip("_") or "model"
-
-
-def check_free(path: Path, flag: str, overwrite: bool) -> None:
-    if path.exists() and not overwrite:
-        raise UsageError(f"{flag} {str(path)!r} already exists; choose another path or pass --overwrite")
-    if path.exists() and path.is_dir():
-        raise UsageError(f"{flag} {str(path)!r} is a folder; give a PNG file")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -24,7 +24,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from nnatlas.cli.common import UsageError
+from nnatlas.cli.common import UsageError, check_free
 
 FORMATS = ("table", "json", "csv")
 RF_LAYERS = 6  # --rf-image draws at most this many stages by default
@@ -334,8 +334,8 @@ def run(args: argparse.Namespace) -> int:
     if args.erf_samples < 1:
         raise UsageError(f"--erf-samples must be >= 1; got {args.erf_samples}")
     erf_path = Path(args.erf) if args.erf else None
-    if erf_path is not None and erf_path.exists() and not args.overwrite:
-        raise UsageError(f"--erf {str(erf_path)!r} already exists; choose another path or pass --overwrite")
+    if erf_path is not None:
+        check_free(erf_path, "--erf", args.overwrite)
     rf_path = _rf_path(args)
     shapes = [parse_shape(text) for text in args.input] if args.input is not None else None
     kwargs = parse_kwargs(args.kwargs) if args.kwargs is not None else {}
@@ -406,7 +406,7 @@ def _rf_path(args: argparse.Namespace) -> Path | None:
         if args.rf_layers is not None or args.rf_out is not None:
             raise UsageError("--rf-layers and --rf-out need --rf-image IMG")
         return None
-    from nnatlas.cli.features_cmd import check_free, safe_name
+    from nnatlas.cli.features_cmd import safe_name
 
     path = Path(args.rf_out) if args.rf_out else Path(f"rf_{safe_name(args.model)}.png")
     check_free(path, "--rf-out", args.overwrite)

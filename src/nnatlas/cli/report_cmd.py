@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from nnatlas.cli.common import UsageError
+from nnatlas.cli.common import UsageError, check_free
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -62,8 +62,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"-o/--output must end in .html; got {str(out)!r}")
     if not out.parent.is_dir():
         raise UsageError(f"the folder of -o/--output does not exist: {str(out.parent)!r}")
-    if out.exists() and not args.overwrite:
-        raise UsageError(f"-o/--output {str(out)!r} already exists; choose another path or pass --overwrite")
+    check_free(out, "-o/--output", args.overwrite)
     experiments = _experiment_results(args.experiments) if args.experiments else []
     target = Path(args.target)
     t0 = time.perf_counter()
