@@ -159,11 +159,7 @@ def render_report(report: Report, path: str | os.PathLike | None = None) -> str:
                 raise ValueError(f"figures must be inlined PNG data URIs; got {f.src[:40]!r}")
     html = env.from_string(_TEMPLATE).render(report=report, cell=_cell)
     if path is not None:
-        path = Path(path)
-        tmp = path.with_name(f".{path.name}.partial-{os.getpid()}")
-        try:
-            tmp.write_text(html, encoding="utf-8")
-            tmp.replace(path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        from nnatlas.engine.runs import atomic_write_bytes
+
+        atomic_write_bytes(path, html.encode("utf-8"))
     return html
