@@ -280,3 +280,22 @@ def test_rf_image_bad_inputs_are_one_line_and_write_nothing(capsys, tmp_path, mo
         assert needle in assert_usage_error(proc), proc.stderr
         assert proc.stdout == ""
     assert list(tmp_path.glob("*.png")) == [broken]
+
+
+def test_seq2seq_models_get_source_and_target_token_ids(capsys):
+    """A registered seq2seq model takes ``(src, tgt)`` int64 ids: the default is both at ``input_size``,
+    on the meta device, and the count is whole (the attention's all-masked-row check costs nothing)."""
+    from nnatlas.analysis import summary
+    from nnatlas.models import get_model_info
+
+    for name in list_models(task="seq2seq"):
+        result = call(capsys, "inspect", name, "--format", "json")
+        assert result.returncode == 0, result.stderr
+        data = json.loads(result.stdout)
+        (steps,) = get_model_info(name).input_size
+        torch.manual_seed(0)
+        model = create_model(name).eval()
+        ids = torch.randint(0, model.src_vocab_size, (1, steps))
+        reference = summary(model, inputs=(ids, ids.clone()))
+        assert data["total_macs"] == reference.total_macs > 0
+        assert not data["unsupported"] and data["input"] == [[1, steps], [1, steps]], data["input"]

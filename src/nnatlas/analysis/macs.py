@@ -481,7 +481,7 @@ _FREE_OPS = (
     "index index_select gather scatter scatter_ index_put index_put_ index_copy index_copy_ _unsafe_index "
     "_unsafe_index_put masked_scatter masked_select embedding nonzero nonzero_static sort topk argsort "
     "argmax argmin max min unique_consecutive _unique2 unique_dim searchsorted bucketize "
-    "_local_scalar_dense equal "
+    "_local_scalar_dense equal all any "  # all/any: logical reductions, no multiply-add
     # backward of data movement
     "select_backward slice_backward as_strided_scatter slice_scatter select_scatter diagonal_scatter "
     "narrow_copy expand_copy permute_copy view_copy _unsafe_view "

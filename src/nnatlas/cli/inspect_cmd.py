@@ -246,7 +246,8 @@ def resolve_model(spec: str, kwargs: dict[str, Any] | None = None) -> tuple[Any,
         raise UsageError(unknown_choice_message("model", spec, list_models()))
     info = get_model_info(spec)
     _check_kwargs(info.builder, kwargs, spec)
-    return (lambda: create_model(spec, **kwargs)), "detection" if info.task == "detection" else "registered"
+    kind = info.task if info.task in ("detection", "seq2seq") else "registered"
+    return (lambda: create_model(spec, **kwargs)), kind
 
 
 def _freeze_batch_norm(module: Any) -> None:
@@ -304,10 +305,11 @@ def default_shapes(model: Any, spec: str, kind: str) -> list[tuple[int, ...]]:
         if kind == "video":
             return [(1, 3, 16, side, side)]
         return [(1, 3, side, side)]
-    if kind in ("registered", "detection") and not spec.count(":"):
+    if kind in ("registered", "detection", "seq2seq") and not spec.count(":"):
         from nnatlas.models import get_model_info
 
-        return [(1, *get_model_info(spec).input_size)]
+        shape = (1, *get_model_info(spec).input_size)
+        return [shape, shape] if kind == "seq2seq" else [shape]  # seq2seq: source and target token ids
     return [(1, 3, 224, 224)]
 
 
@@ -320,6 +322,9 @@ def make_inputs(model: Any, shapes: list[tuple[int, ...]], kind: str) -> tuple:
     device, dtype = _placement(model)
     if kind == "detection":
         return tuple([torch.randn(*s[1:], device=device, dtype=dtype) for _ in range(s[0])] for s in shapes)
+    if kind == "seq2seq":  # token ids below each side's vocabulary
+        vocab = (model.src_vocab_size, model.tgt_vocab_size)
+        return tuple(torch.randint(0, vocab[min(i, 1)], s, device=device) for i, s in enumerate(shapes))
     return tuple(torch.randn(*s, device=device, dtype=dtype) for s in shapes)
 
 
