@@ -18,8 +18,8 @@ demo: venv
 	$(BIN)/nnatlas train
 
 lint: venv
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks gallery docs
+	$(BIN)/ruff format --check src tests benchmarks gallery docs
 
 contracts: venv
 	$(BIN)/lint-imports
