@@ -43,7 +43,26 @@ def conv_output_size(
     padding: IntOrTuple = 0,
     dilation: IntOrTuple = 1,
 ) -> IntOrTuple:
-    """Spatial output size of ``nn.Conv{1,2,3}d``; ``ValueError`` if the (dilated) kernel does not fit."""
+    """Spatial output size of ``nn.Conv{1,2,3}d``: ``floor((n + 2p - d(k-1) - 1) / s) + 1``.
+
+    **Arguments:**
+
+    - ``size``: the input size ``n``, an int or one int per spatial dimension (``(H, W)`` for 2-d).
+    - ``kernel_size``, ``stride``, ``padding``, ``dilation``: as ``nn.Conv2d`` takes them, an int or one
+      per dimension.
+
+    **Returns:** the output size, an int if ``size`` is an int, else a tuple of the same length.
+
+    Raises ``ValueError`` if the (dilated) kernel does not fit the padded input, ``TypeError`` if a tuple
+    has the wrong length.
+
+    >>> conv_output_size(32, kernel_size=3, padding=1)
+    32
+    >>> conv_output_size((224, 224), kernel_size=7, stride=2, padding=3)
+    (112, 112)
+    >>> conv_output_size(10, kernel_size=3, dilation=2)  # the dilated kernel spans 5
+    6
+    """
     n = _dims(size)
     sz, k, s, p, d = (
         _expand(a, v, n)
@@ -79,7 +98,23 @@ def conv_transpose_output_size(
     output_padding: IntOrTuple = 0,
     dilation: IntOrTuple = 1,
 ) -> IntOrTuple:
-    """Spatial output size of ``nn.ConvTranspose{1,2,3}d``; ``output_padding`` must be < stride or dilation."""
+    """Spatial output size of ``nn.ConvTranspose{1,2,3}d``: ``(n - 1)s - 2p + d(k-1) + output_padding + 1``.
+
+    The arguments are those of :func:`conv_output_size` plus ``output_padding``, which must be smaller
+    than the stride or the dilation (``ValueError`` otherwise, and if the output would be empty).
+
+    **Returns:** the output size, an int if ``size`` is an int, else a tuple of the same length.
+
+    A ``k = 4, s = 2, p = 1`` transposed convolution doubles the size, undoing the convolution with the
+    same settings:
+
+    >>> conv_transpose_output_size(16, kernel_size=4, stride=2, padding=1)
+    32
+    >>> conv_output_size(32, kernel_size=4, stride=2, padding=1)
+    16
+    >>> conv_transpose_output_size((7, 7), kernel_size=3, stride=2, padding=1, output_padding=1)
+    (14, 14)
+    """
     n = _dims(size)
     sz, k, s, p, op, d = (
         _expand(a, v, n)
@@ -119,7 +154,21 @@ def pool_output_size(
     dilation: IntOrTuple = 1,
     ceil_mode: bool = False,
 ) -> IntOrTuple:
-    """Spatial output size of ``nn.MaxPool{1,2,3}d`` / ``nn.AvgPool{1,2,3}d`` (``stride`` defaults to the kernel)."""
+    """Spatial output size of ``nn.MaxPool{1,2,3}d`` / ``nn.AvgPool{1,2,3}d``.
+
+    As :func:`conv_output_size`, with ``stride`` defaulting to the kernel size and, under ``ceil_mode``,
+    ``ceil`` instead of ``floor`` (a last window that would start inside the right padding is dropped, as
+    PyTorch does). ``padding`` may be at most half the kernel (``ValueError`` otherwise).
+
+    **Returns:** the output size, an int if ``size`` is an int, else a tuple of the same length.
+
+    >>> pool_output_size(112, kernel_size=3, stride=2, padding=1)  # ResNet's stem pooling
+    56
+    >>> pool_output_size(7, kernel_size=2), pool_output_size(7, kernel_size=2, ceil_mode=True)
+    (3, 4)
+    >>> pool_output_size((6, 9), kernel_size=3)
+    (2, 3)
+    """
     n = _dims(size)
     stride = kernel_size if stride is None else stride
     sz, k, s, p, d = (

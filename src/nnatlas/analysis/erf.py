@@ -31,7 +31,9 @@ class EffectiveReceptiveField:
     ``extent`` per spatial dimension: the width in pixels of the central interval that holds ``mass`` of
     the heat map's marginal along that dimension (trimming ``(1 - mass) / 2`` from each tail); ``bounds``
     the first and last pixel of that interval.
-    ``theoretical`` is the layer's theoretical field (:func:`receptive_field`), for comparison.
+    ``theoretical`` is the layer's theoretical field (:func:`~nnatlas.analysis.receptive_field`), for
+    comparison; ``centre`` the index of the output element whose field this is, ``samples`` the number of
+    random batches averaged.
     """
 
     layer: str
@@ -79,6 +81,19 @@ def effective_receptive_field(
         samples: number of random batches to average over.
         mass: fraction of the heat map inside the reported ``extent``.
         seed: seed of the random inputs (a private generator; the global RNG is untouched).
+
+    Returns:
+        An :class:`~nnatlas.analysis.EffectiveReceptiveField` whose ``heatmap`` has the input's spatial
+        shape ``(H, W)``: the absolute gradient of the centre output element (all its channels) with
+        respect to the input, summed over the batch and the input channels, averaged over the samples
+        and scaled to a maximum of 1.
+
+    >>> import torch
+    >>> from torch import nn
+    >>> model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Conv2d(4, 1, 3))
+    >>> erf = effective_receptive_field(model, (1, 1, 11, 11), samples=2)
+    >>> erf.layer, erf.heatmap.shape, erf.theoretical.size
+    ('', torch.Size([11, 11]), (5, 5))
     """
     if not isinstance(samples, int) or samples < 1:
         raise ValueError(f"samples must be a positive int; got {samples!r}")

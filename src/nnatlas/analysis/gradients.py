@@ -48,12 +48,15 @@ class GradientRow:
 
 @dataclass(frozen=True)
 class GradientFlow:
-    """Rows in the order the modules ran in the forward pass, and the loss of the pass."""
+    """What :func:`~nnatlas.analysis.gradient_flow` measured: one :class:`~nnatlas.analysis.GradientRow`
+    per module with trainable parameters, in the order the modules ran in the forward pass, and the loss
+    of the pass."""
 
     rows: tuple[GradientRow, ...]
     loss: float
 
     def norms(self) -> list[float]:
+        """The gradient norm of every row, first layer first (the curve of a gradient-flow plot)."""
         return [r.grad_norm for r in self.rows]
 
     def ratio_first_to_last(self) -> float:
@@ -62,6 +65,7 @@ class GradientFlow:
         return first / last if last > 0 else math.inf
 
     def as_dicts(self) -> list[dict[str, Any]]:
+        """One JSON-ready dict per row, keyed by the fields of :class:`~nnatlas.analysis.GradientRow`."""
         return [r.__dict__.copy() for r in self.rows]
 
 
@@ -81,12 +85,17 @@ class ActivationRow:
 
 @dataclass(frozen=True)
 class ActivationStats:
+    """What :func:`~nnatlas.analysis.activation_stats` measured: one
+    :class:`~nnatlas.analysis.ActivationRow` per leaf module, in call order."""
+
     rows: tuple[ActivationRow, ...]
 
     def of_type(self, *types: str) -> list[ActivationRow]:
+        """The rows of the modules whose class name is one of ``types`` (``of_type("ReLU", "GELU")``)."""
         return [r for r in self.rows if r.type in types]
 
     def as_dicts(self) -> list[dict[str, Any]]:
+        """One JSON-ready dict per row, keyed by the fields of :class:`~nnatlas.analysis.ActivationRow`."""
         return [r.__dict__.copy() for r in self.rows]
 
 
@@ -131,7 +140,19 @@ def gradient_flow(
     kept: the pass accumulates into fresh gradients that are put back afterwards. ``lr``: the learning rate
     of the ``update_ratio`` column.
 
+    **Returns:** a :class:`~nnatlas.analysis.GradientFlow`, one row per module that owns trainable
+    parameters (``numel`` of them), first called first.
+
     Raises ``ValueError`` when the model has no trainable parameter or the loss is not a finite scalar.
+
+    >>> import torch
+    >>> from torch import nn
+    >>> model = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 2))
+    >>> flow = gradient_flow(model, torch.ones(3, 4), lambda out: out.pow(2).mean())
+    >>> [(r.name, r.type, r.numel) for r in flow.rows]  # 4 * 8 + 8 and 8 * 2 + 2 parameters
+    [('0', 'Linear', 40), ('2', 'Linear', 18)]
+    >>> len(flow.norms()), all(g > 0 for g in flow.norms())
+    (2, True)
     """
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
@@ -187,6 +208,15 @@ def activation_stats(model: nn.Module, batch: Any, *, tolerance: float = 0.01) -
     ``batch`` (a tensor or a tuple of positional inputs), in call order. Outputs that are not tensors
     (tuples, dicts) contribute their first tensor; a module called several times in one pass (a shared
     ``nn.ReLU``) is reported for its first call. ``tolerance``: how close to a bound counts as saturated.
+
+    **Returns:** an :class:`~nnatlas.analysis.ActivationStats`; each row's statistics are taken over every
+    element of the output (batch included), ``numel`` of them.
+
+    >>> import torch
+    >>> from torch import nn
+    >>> stats = activation_stats(nn.Sequential(nn.ReLU(), nn.Tanh()), torch.tensor([[-1.0, 0.0, 2.0, 3.0]]))
+    >>> [(r.type, r.zero_fraction, r.numel) for r in stats.rows]
+    [('ReLU', 0.5, 4), ('Tanh', 0.5, 4)]
     """
     stats: dict[str, ActivationRow] = {}
     handles = []

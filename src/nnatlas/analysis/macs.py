@@ -50,8 +50,8 @@ Conventions
 - **Free**: data movement (views, copies, concatenation, padding, indexing, nearest-neighbour upsampling),
   selection (sorting, ``topk``, ``nonzero``, non-maximum suppression) and tensor creation cost 0.
 - Every other operator is **unsupported**: it counts 0 and :class:`~nnatlas.analysis.Summary` lists it
-  in ``unsupported`` and marks its totals partial. :func:`register_op_counter` and
-  :func:`register_module_counter` add counters for custom operators and modules.
+  in ``unsupported`` and marks its totals partial. :func:`~nnatlas.analysis.register_op_counter` and
+  :func:`~nnatlas.analysis.register_module_counter` add counters for custom operators and modules.
 """
 
 from __future__ import annotations
@@ -537,6 +537,7 @@ class CounterHandle:
         self._table, self._key, self._counter = table, key, counter
 
     def remove(self) -> None:
+        """Unregister the counter; a later registration for the same operator or class stays in place."""
         if self._table.get(self._key) is self._counter:  # a later registration for the same key stays
             del self._table[self._key]
         _LOOKUP.clear()

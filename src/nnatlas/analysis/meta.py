@@ -55,6 +55,18 @@ def build_on_meta(builder: Callable[..., nn.Module], *args: Any, **kwargs: Any) 
     First under ``torch.device("meta")``; if the builder needs real values (it reads a tensor it computed
     while building), again with its own computations on the CPU and each parameter and buffer moved to
     the meta device as it is registered (logged at INFO). Raises what the builder raises otherwise.
+
+    **Returns:** the model, whose parameters and buffers are all on the ``meta`` device: they have shapes
+    and no storage, so the shapes, parameter counts and MACs of a model of any size can be measured
+    without memory.
+
+    >>> from torch import nn
+    >>> from nnatlas.analysis import count_parameters
+    >>> model = build_on_meta(nn.Linear, 4096, 4096)
+    >>> model.weight.device, model.weight.shape
+    (device(type='meta'), torch.Size([4096, 4096]))
+    >>> count_parameters(model)
+    16781312
     """
     try:
         with torch.device("meta"):

@@ -2,7 +2,7 @@
 
 The graph is not assumed sequential: one forward pass (on the ``meta`` device if the model lives there)
 follows every ATen operator, so residual additions, Inception concatenations, functional pooling inside
-``forward`` and upsampling paths all take part. See :mod:`nnatlas.analysis._fields` for the arithmetic
+``forward`` and upsampling paths all take part. ``nnatlas.analysis._fields`` holds the arithmetic
 (Araujo et al., Distill 2019) and how branches merge.
 
 Rules:
@@ -16,12 +16,12 @@ Rules:
   (global pooling, attention between positions, a concatenation along a spatial axis such as ViT's class
   token, a reshape that splits a spatial axis such as Swin's window partition, a cyclic shift) makes its
   output depend, as far as this analysis can tell, on the whole input. Such outputs have no
-  :class:`LayerField`; :attr:`ReceptiveField.global_at` names the module (and ``global_op`` the operator)
+  :class:`~nnatlas.analysis.LayerField`; :attr:`~nnatlas.analysis.ReceptiveField.global_at` names the module (and ``global_op`` the operator)
   where the returned output's field became global. For Swin that is the first window attention: its
   first block sees a 7x7 window of patches, and the shifted windows of the later blocks and stages grow
   that to the whole image (a 224 px image is one window of 7x7 patches in the last stage).
 - **Several inputs**: every floating-point input with spatial dimensions (each positional and keyword
-  tensor) starts its own field; :attr:`LayerField.inputs` says which inputs a field comes from (a
+  tensor) starts its own field; :attr:`~nnatlas.analysis.LayerField.inputs` says which inputs a field comes from (a
   positional index or a keyword name). Where branches from different inputs merge, the window is the
   union, each in its own input's pixel coordinates (the inputs are taken to be aligned). Tensors inside
   lists (torchvision's detection models take a list of images) start no field.
@@ -76,6 +76,8 @@ class LayerField:
 
     @classmethod
     def from_field(cls, name: str, type_: str, shape: Sequence[int], f: Field) -> LayerField:
+        """The field of module ``name`` (of type ``type_``, output ``shape``) from the tracer's exact field
+        ``f``: whole-pixel values as ints, fractional ones (after upsampling) as floats."""
         size, jump, start, windows = [], [], [], []
         for a in f.dims:
             if len(a.lo) == 1 and type(a.jump) is int and type(a.lo[0]) is int and type(a.hi[0]) is int:
@@ -112,6 +114,8 @@ class LayerField:
         return out
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: ``name``, ``size``, ``jump``, ``start`` (as lists), ``aligned``, ``bounded``,
+        ``inputs``."""
         return {
             "name": self.name,
             "size": list(self.size),
@@ -130,7 +134,7 @@ class ReceptiveField:
     ``input_size`` is the shape of the first spatial input; ``final_name`` the module of :attr:`final`;
     ``global_at`` (a module name, ``""`` for the model's own ``forward``) and ``global_op`` (an ATen
     operator) say where the returned output's field became global, ``None`` if it did not (see the rules
-    in this module's documentation).
+    of :func:`~nnatlas.analysis.receptive_field`).
     """
 
     input_size: tuple[int, ...]
@@ -214,10 +218,23 @@ def receptive_field(
     Runs one forward pass (eval mode, no gradients; build the model under ``torch.device("meta")`` to
     skip all arithmetic) and returns a :class:`ReceptiveField`: ``.layers[name]`` for every module with a
     spatial output, ``.final`` for the output the model returns, ``.global_at`` where its field became
-    global (see the rules in :mod:`nnatlas.analysis.receptive_field`). ``inputs`` (a tensor, a tuple or a
-    dict of keyword tensors) replaces ``input_size`` for models with several inputs; each spatial input
-    starts its own field. Raises :class:`~nnatlas.analysis.ShapeError` (a ``ValueError``) naming the layer
-    where an input stops fitting.
+    global. ``inputs`` (a tensor, a tuple or a dict of keyword tensors) replaces ``input_size`` for
+    models with several inputs; each spatial input starts its own field. Raises
+    :class:`~nnatlas.analysis.ShapeError` (a ``ValueError``) naming the layer where an input stops
+    fitting. The rules (which output is ``.final``, where a field becomes global, several inputs) are
+    those of the module ``nnatlas.analysis.receptive_field``, shown under "Receptive fields" in the API
+    reference.
+
+    Two 3x3 convolutions, the second of stride 2, see 5x5 pixels: ``3 + (3 - 1) * 1``, where 1 is the
+    jump (product of the strides) before the second one; neighbouring outputs are 2 pixels apart:
+
+    >>> from torch import nn
+    >>> model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 16, 3, stride=2))
+    >>> rf = receptive_field(model, (1, 3, 32, 32))
+    >>> rf.final.size, rf.final.jump
+    ((5, 5), (2, 2))
+    >>> rf.layers["0"].size, rf.layers["0"].output_shape
+    ((3, 3), (1, 8, 32, 32))
     """
     args, kwargs = normalize_inputs(model, input_size, inputs)
     return fields_from_trace(trace(model, args, kwargs, fields=True))

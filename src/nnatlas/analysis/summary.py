@@ -111,6 +111,7 @@ class Summary:
         }
 
     def to_json(self, *, indent: int | None = 2) -> str:
+        """:meth:`to_dict` as a JSON string (``indent=None`` writes one line)."""
         return json.dumps(self.to_dict(), indent=indent)
 
     def to_csv(self) -> str:
@@ -238,7 +239,26 @@ def summary(
     :func:`~nnatlas.analysis.register_op_counter` or :func:`~nnatlas.analysis.register_module_counter`).
     On the meta device, data-dependent operators take their largest output (:attr:`Summary.upper_bound`).
     The receptive field follows every spatial input; its ``.final`` is the field of the output the model
-    returns (rules in :mod:`nnatlas.analysis.receptive_field`).
+    returns (rules in :func:`~nnatlas.analysis.receptive_field`).
+
+    A 3x3 convolution from 3 to 8 channels on an 8x8 image (``padding=1``) makes ``8 * 8 * 8 = 512``
+    outputs of ``3 * 3 * 3 = 27`` MACs each, 13,824 MACs; the stride-2 3x3 convolution from 8 to 16
+    channels makes ``16 * 4 * 4 = 256`` outputs of ``8 * 3 * 3 = 72`` MACs, 18,432 MACs: 32,256 in all.
+    The FLOPs are twice the MACs, plus one per output element for the biases (512 + 256) and one per
+    element for the ReLU (512): ``64512 + 768 + 512 = 65792``. The parameters are ``8 * 27 + 8 = 224``
+    and ``16 * 72 + 16 = 1168``:
+
+    >>> from torch import nn
+    >>> model = nn.Sequential(
+    ...     nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 16, 3, stride=2, padding=1)
+    ... )
+    >>> s = summary(model, (1, 3, 8, 8))
+    >>> s.total_macs, s.total_flops, s.total_params, s.partial
+    (32256, 65792, 1392, False)
+    >>> [(r.name, r.output_shape, r.macs) for r in s.rows]
+    [('0', [1, 8, 8, 8], 13824), ('1', [1, 8, 8, 8], 0), ('2', [1, 16, 4, 4], 18432)]
+    >>> s.receptive_field.final.size  # 3 + (3 - 1) * 1
+    (5, 5)
 
     Raises:
         ShapeError: (a ``ValueError``) naming the layer where the input stopped fitting.

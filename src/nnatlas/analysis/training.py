@@ -81,6 +81,7 @@ class TrainingMemory:
     peak_phase: str
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: every field by its name."""
         return dict(self.__dict__)
 
 
@@ -105,6 +106,8 @@ class TrainingCost:
     unsupported: dict[str, int]
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: every field by its name (``backward_by_op`` values as lists, ``memory`` as
+        :meth:`TrainingMemory.to_dict`), the rows under ``layers``."""
         return {
             "model": self.model,
             "input": self.input,
@@ -371,6 +374,20 @@ def training_cost(
 
     Returns:
         A :class:`TrainingCost`.
+
+    The first convolution's input needs no gradient, so its backward pass computes only the weight
+    gradient (one forward's worth of MACs); the second one computes the weight gradient and the input
+    gradient (twice its forward):
+
+    >>> from torch import nn
+    >>> model = nn.Sequential(
+    ...     nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 16, 3, stride=2, padding=1)
+    ... )
+    >>> cost = training_cost(model, (1, 3, 8, 8), optimizer="sgd")
+    >>> [(r.name, r.forward_macs, r.backward_macs) for r in cost.rows]
+    [('0', 13824, 13824), ('1', 0, 0), ('2', 18432, 36864)]
+    >>> cost.memory.parameters, cost.memory.gradients  # 1392 float32 parameters
+    (5568, 5568)
     """
     _check_optimizer(optimizer)
     if depth is not None and (not isinstance(depth, int) or isinstance(depth, bool) or depth < 1):
