@@ -1,6 +1,6 @@
 """Cost of one training step: backward MACs per layer and per operator, and the memory it needs.
 
-:func:`training_cost` runs one forward pass in training mode with gradients, a loss, and the backward
+:func:`~nnatlas.analysis.training_cost` runs one forward pass in training mode with gradients, a loss, and the backward
 pass, all under a ``TorchDispatchMode`` (on the ``meta`` device nothing is allocated or computed):
 
 - **Backward MACs** are counted on the operators the backward pass really runs (``convolution_backward``
@@ -21,7 +21,7 @@ pass, all under a ``TorchDispatchMode`` (on the ``meta`` device nothing is alloc
   on the CPU) holds two tensors the size of the parameter it updates (``sqrt`` and the division), the
   multi-tensor one (``foreach``, the default on CUDA) one tensor the size of all parameters; SGD none.
 
-:func:`measure_training_memory` measures the same step on real tensors: on CUDA with
+:func:`~nnatlas.analysis.measure_training_memory` measures the same step on real tensors: on CUDA with
 ``torch.cuda.max_memory_allocated``; on the CPU, which has no such counter, with the CPU allocator's own
 figures as ``torch.profiler`` records them (``profile_memory=True``: every allocation event carries the
 allocator's running total of the bytes it handed out while profiling), added to the bytes alive when the
