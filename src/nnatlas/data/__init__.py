@@ -23,6 +23,7 @@ from nnatlas.data import catalog as _catalog  # noqa: F401  (fills the registry)
 from nnatlas.data.detection import (
     SHAPES_DETECTION_CLASSES,
     CocoDetectionFiles,
+    DetectionFiles,
     ShapesDetection,
     VOCDetectionFiles,
     coco_split,
@@ -129,6 +130,7 @@ __all__ = [
     "DatasetInfo",
     "DatasetLoaders",
     "CocoDetectionFiles",
+    "DetectionFiles",
     "DetectionBundle",
     "DetectionTransform",
     "FitAndPad",

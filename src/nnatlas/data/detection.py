@@ -5,9 +5,9 @@ A sample is ``(image (3, H, W) float32 in [0, 1], target)`` with ``target`` hold
 float32 xyxy in pixels, ``labels`` ``(N,)`` int64 in ``[1, K)`` (0 is the background), ``image_id`` int,
 ``area`` ``(N,)`` float32, ``iscrowd`` ``(N,)`` int64 and, where the data has instance masks, ``masks``
 ``(N, H, W)`` uint8 (see :class:`~nnatlas.data.DetectionBundle`). Images are not normalised: torchvision's
-detectors (and ours) normalise inside. A batch is two lists (:func:`detection_collate`).
+detectors (and ours) normalise inside. A batch is two lists (:func:`~nnatlas.data.detection_collate`).
 
-Every sample goes through :class:`~nnatlas.data.transforms.DetectionTransform`: boxes are clipped to the
+Every sample goes through :class:`~nnatlas.data.DetectionTransform`: boxes are clipped to the
 image, and boxes left less than one pixel wide or high (degenerate boxes, boxes outside the image) are
 dropped with their labels and masks. An image without objects stays, with ``boxes`` of shape ``(0, 4)``.
 
@@ -145,6 +145,7 @@ class DetectionFiles(Dataset):
         raise NotImplementedError
 
     def image_path(self, index: int) -> str:
+        """The path of sample ``index``'s image file (named in error messages and warnings)."""
         raise NotImplementedError
 
     def _read(self, index: int) -> tuple[Image.Image, dict[str, Any]]:
@@ -255,6 +256,7 @@ class VOCDetectionFiles(DetectionFiles):
         return len(self.images)
 
     def image_path(self, index: int) -> str:
+        """The path of sample ``index``'s JPEG, ``VOCdevkit/VOC2012/JPEGImages/<id>.jpg``."""
         return self.images[index]
 
     def _read(self, index: int) -> tuple[Image.Image, dict[str, Any]]:
@@ -274,7 +276,7 @@ def voc_detection_split(
     """``(train, val)`` of Pascal VOC 2012 detection (5,717 / 5,823 images, 20 classes and the background),
     listed by ``torchvision.datasets.VOCDetection`` (``ImageSets/Main/{train,val}.txt``).
 
-    Training images follow ``augment`` (:func:`~nnatlas.data.transforms.detection_augmentation`, padded
+    Training images follow ``augment`` (:func:`~nnatlas.data.detection_augmentation`, padded
     with the ImageNet mean pixel); validation images are scaled down only where a side exceeds
     ``image_size`` and never padded, so at the default 512 every VOC image (at most 500 x 500) keeps its
     resolution.
@@ -507,6 +509,7 @@ class CocoDetectionFiles(DetectionFiles):
         return len(self.dataset)
 
     def image_path(self, index: int) -> str:
+        """The path of sample ``index``'s image, ``<split folder>/<file_name>`` as the JSON names it."""
         return str(self.root / self.dataset.coco.imgs[self.dataset.ids[index]]["file_name"])
 
     def _read(self, index: int) -> tuple[Image.Image, dict[str, Any]]:

@@ -123,7 +123,7 @@ def load_image(spec: str | os.PathLike, *, size: int | Sequence[int] | None = No
     """An image as ``(3, H, W)`` float32 in ``[0, 1]``.
 
     Args:
-        spec: the name of a ``skimage.data`` image (:data:`SKIMAGE_IMAGES`: ``astronaut``, ``chelsea``,
+        spec: the name of a ``skimage.data`` image (``SKIMAGE_IMAGES``: ``astronaut``, ``chelsea``,
             ``coffee``, ``camera``, ...), or the path of an image file PIL can read (PNG, JPEG, ...).
             A path that exists wins over a name.
         size: ``None`` keeps the image's own size; an int ``s`` gives ``(3, s, s)`` and ``(H, W)`` gives

@@ -272,7 +272,7 @@ def voc_split(
     boundaries), listed by ``torchvision.datasets.VOCSegmentation``.
 
     Samples are ``((3, S, S) float32, (S, S) int64)`` with ``S = image_size``, normalised with the ImageNet
-    statistics. Training images follow ``augment`` (:func:`~nnatlas.data.transforms.segmentation_transform`);
+    statistics. Training images follow ``augment`` (:func:`~nnatlas.data.segmentation_transform`);
     validation images are scaled down only if a side exceeds ``S`` and padded to ``S x S`` (mask: 255), so
     at the default 512 every validation pixel is scored at its original resolution (VOC images are at
     most 500 x 500).

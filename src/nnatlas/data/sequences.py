@@ -11,7 +11,7 @@ Each sample is ``(src, tgt)``, 1-D ``int64`` tensors of their own length:
 ``copy``: ``y = x``; ``reverse``: ``y = x`` backwards; ``sort``: ``y = x`` in ascending order;
 ``add``: ``y`` the digits of ``a + b`` in base ``num_symbols``, most significant first, with ``a`` and
 ``b`` of ``min_len .. max_len`` digits (no leading zeros). Lengths are uniform in ``min_len .. max_len``.
-:func:`pad_collate` pads a batch with ``PAD_ID`` to ``(B, S)`` / ``(B, T)``.
+:func:`~nnatlas.data.pad_collate` pads a batch with ``PAD_ID`` to ``(B, S)`` / ``(B, T)``.
 """
 
 from __future__ import annotations
@@ -25,8 +25,14 @@ from torch.utils.data import Dataset
 
 from nnatlas._suggest import unknown_choice_message
 
-PAD_ID, BOS_ID, EOS_ID = 0, 1, 2
+#: Token id of padding: :func:`~nnatlas.data.pad_collate` fills with it, losses ignore it.
+PAD_ID = 0
+#: Token id that starts every target sequence (the decoder's first input).
+BOS_ID = 1
+#: Token id that ends every source and target sequence.
+EOS_ID = 2
 NUM_SPECIAL = 3
+#: The sequence tasks, each registered as a seq2seq data set of that name.
 SEQUENCE_TASKS = ("copy", "reverse", "sort", "add")
 
 __all__ = [
@@ -95,6 +101,15 @@ class SequenceDataset(Dataset):
     up to 100 times, while its source is in ``exclude``. Only where (nearly) every sequence of a length is
     excluded can a source repeat: the ``num_symbols`` sequences of length 1, most of the
     ``num_symbols ** 2`` of length 2 when ``exclude`` is large.
+
+    Sample ``i`` is ``(src (S_i,), tgt (T_i,))``, int64 token ids of its own lengths:
+
+    >>> ds = SequenceDataset("reverse", num_samples=4, min_len=5, max_len=5)
+    >>> src, tgt = ds[0]
+    >>> src.shape, tgt.shape  # x_1 .. x_5 EOS and BOS y_1 .. y_5 EOS
+    (torch.Size([6]), torch.Size([7]))
+    >>> bool((tgt[1:-1] == src[:-1].flip(0)).all()), ds.max_src_len, ds.max_tgt_len
+    (True, 6, 7)
     """
 
     def __init__(
@@ -172,7 +187,20 @@ def make_sequence_split(
 
 
 def pad_collate(batch: Sequence[tuple[Tensor, Tensor]]) -> tuple[Tensor, Tensor]:
-    """Stack ``(src, tgt)`` pairs into ``(B, S)`` and ``(B, T)`` tensors padded with ``PAD_ID``."""
+    """Stack ``(src, tgt)`` pairs into ``(B, S)`` and ``(B, T)`` tensors padded with ``PAD_ID``.
+
+    ``S`` and ``T`` are the longest source and target of the batch:
+
+    >>> import torch
+    >>> src, tgt = pad_collate(
+    ...     [(torch.tensor([3, 4, 2]), torch.tensor([1, 3, 4, 2])), (torch.tensor([5, 2]), torch.tensor([1, 5, 2]))]
+    ... )
+    >>> src
+    tensor([[3, 4, 2],
+            [5, 2, 0]])
+    >>> tgt.shape
+    torch.Size([2, 4])
+    """
     srcs, tgts = zip(*batch, strict=True)
     src = torch.nn.utils.rnn.pad_sequence(list(srcs), batch_first=True, padding_value=PAD_ID)  # (B, S)
     tgt = torch.nn.utils.rnn.pad_sequence(list(tgts), batch_first=True, padding_value=PAD_ID)  # (B, T)

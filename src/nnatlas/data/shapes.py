@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+#: The four shape classes, in the order of their labels (label ``k``, mask class ``k + 1``).
 SHAPE_CLASSES = ("circle", "square", "triangle", "cross")
 SHAPES_TASKS = ("classification", "segmentation", "detection")
 
@@ -117,6 +118,16 @@ class ShapesDataset(Dataset):
     - ``task="segmentation"``: ``(image, mask (S, S) int64)`` with ``len(SHAPE_CLASSES) + 1`` classes.
     - ``task="detection"``: ``(image, {"boxes": (N, 4) xyxy, "labels": (N,) in 1..K})`` as torchvision's
       detection models expect (0 is their background).
+
+    Images are ``(3, S, S)`` float32 in ``[0, 1]`` with ``S = size``:
+
+    >>> ds = ShapesDataset(num_samples=8, size=32)
+    >>> image, label = ds[0]
+    >>> len(ds), image.shape, ds.classes[label]
+    (8, torch.Size([3, 32, 32]), 'triangle')
+    >>> seg = ShapesDataset(num_samples=8, size=32, task="segmentation")
+    >>> seg[0][1].shape, seg[0][1].dtype
+    (torch.Size([32, 32]), torch.int64)
     """
 
     def __init__(
@@ -145,6 +156,8 @@ class ShapesDataset(Dataset):
         return self.num_samples
 
     def scene(self, index: int) -> Scene:
+        """Scene ``index`` (image ``(size, size, 3)``, masks, boxes and labels), rendered from ``(seed,
+        index)`` alone: the same scene every time. ``IndexError`` outside ``[0, len(self))``."""
         if not 0 <= index < self.num_samples:
             raise IndexError(f"index {index} out of range for {self.num_samples} scenes")
         rng = np.random.default_rng([self.seed, index])

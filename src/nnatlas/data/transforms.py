@@ -9,12 +9,12 @@
 
 Digit data sets get no flip: a mirrored digit is a different glyph.
 
-Segmentation transforms move an image and its mask together (:func:`segmentation_transform`): the mask is a
+Segmentation transforms move an image and its mask together (:func:`~nnatlas.data.segmentation_transform`): the mask is a
 ``tv_tensors.Mask``, which torchvision resizes with nearest-neighbour interpolation (a class id is never
 blended) and leaves alone under colour transforms. Padding fills the mask with the ignore index (255), so a
 padded pixel counts for no class.
 
-- ``none``: validation geometry (:class:`FitAndPad`): scaled down, never up, to fit in ``S x S``, then
+- ``none``: validation geometry (:class:`~nnatlas.data.FitAndPad`): scaled down, never up, to fit in ``S x S``, then
   padded at the bottom and right to ``S x S``; no pixel of the image is lost;
 - ``basic``: a random scale of the image fitted in ``S x S`` by a factor in ``[0.5, 2.0]``
   (``v2.ScaleJitter``; the range of DeepLab v3's training, Chen et al. 2017), a random ``S x S`` crop,
@@ -124,6 +124,8 @@ class FitAndPad(v2.Transform):
         self.size, self.fill, self.ignore_index = size, fill, ignore_index
 
     def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
+        """The parameters shared by the image and its mask: the size ``(h', w')`` to scale to, whether to
+        resize, and the bottom and right padding up to ``size x size``."""
         h, w = v2.query_size(flat_inputs)
         r = min(1.0, self.size / h, self.size / w)  # 1: the image fits already
         nh, nw = (min(self.size, max(1, round(n * r))) for n in (h, w))
@@ -134,6 +136,8 @@ class FitAndPad(v2.Transform):
         }
 
     def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
+        """Resize and pad one input (an image ``(C, H, W)`` or a mask ``(H, W)``) to ``(size, size)`` with
+        ``params`` from :meth:`make_params`."""
         if params["resize"]:
             inpt = self._call_kernel(F.resize, inpt, size=list(params["size"]), antialias=True)
         if not any(params["padding"]):
@@ -272,12 +276,15 @@ class FitWithin(v2.Transform):
         self.size = size
 
     def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
+        """The size ``[h', w']`` that fits in ``size x size``, shared by the image, its boxes and masks, and
+        whether it differs from the input's."""
         h, w = v2.query_size(flat_inputs)
         r = min(1.0, self.size / h, self.size / w)
         size = [min(self.size, max(1, round(h * r))), min(self.size, max(1, round(w * r)))]
         return {"size": size, "resize": size != [h, w]}
 
     def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
+        """Resize one input (image, boxes or masks) to ``params["size"]`` from :meth:`make_params`."""
         if not params["resize"]:
             return inpt
         return self._call_kernel(F.resize, inpt, size=params["size"], antialias=True)
@@ -376,10 +383,10 @@ def detection_augmentation(
     - ``none``: :class:`FitWithin` ``S``: scaled down only where a side exceeds ``S``, aspect kept,
       not padded (detectors take lists of images of any size and resize inside);
     - ``basic``: a horizontal flip, a random scale of the image fitted in ``S x S`` by a factor in
-      :data:`DETECTION_SCALE` (``v2.ScaleJitter``) and a random ``S x S`` crop, padded with ``fill`` where
+      ``DETECTION_SCALE = (0.75, 1.33)`` (``v2.ScaleJitter``) and a random ``S x S`` crop, padded with ``fill`` where
       the scaled image is smaller (``v2.RandomCrop(pad_if_needed=True)``);
     - ``strong``: the augmentation of SSD (Liu et al. 2016, section 2.2; torchvision's detection reference
-      ``ssd`` policy): a zoom out onto a canvas up to :data:`DETECTION_ZOOM_OUT` times the image side,
+      ``ssd`` policy): a zoom out onto a canvas up to ``DETECTION_ZOOM_OUT = (1.0, 2.0)`` times the image side,
       filled with ``fill`` (``v2.RandomZoomOut``), a random crop whose minimum IoU with the objects is drawn
       from ``{0.1, 0.3, 0.5, 0.7, 0.9}`` or no crop (``v2.RandomIoUCrop``), a horizontal flip, a resize to
       ``S x S``, then photometric distortions of the image only (brightness, contrast, saturation, hue,
