@@ -25,6 +25,8 @@ from torch import nn
 
 from nnatlas.engine.runs import atomic_write_bytes
 
+#: The file name of the resumable checkpoint in a run folder (model, optimiser, scheduler, random
+#: states and position).
 CHECKPOINT_NAME = "checkpoint.pt"
 #: What a training checkpoint holds besides ``format_version``.
 TRAINING_KEYS = ("model", "optimizer", "scheduler", "scaler", "ema", "rng", "position", "epoch_sums")

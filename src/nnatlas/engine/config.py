@@ -28,8 +28,17 @@ class TrainConfig:
     schedule; ``checkpoint_every`` (updates, 0 = only at epoch ends) for mid-epoch checkpoints.
 
     Every field is checked when the config is made (:meth:`validate`): a bad value raises
-    :class:`nnatlas._validate.InvalidValue` (a ``ValueError``) naming the field, and an option that does
-    not apply (``milestones`` without the ``step`` scheduler) is refused rather than ignored.
+    ``InvalidValue`` (a ``ValueError``) naming the field, and an option that does not apply
+    (``milestones`` without the ``step`` scheduler) is refused rather than ignored.
+
+    >>> config = TrainConfig(epochs=3, lr=0.1, optimizer="sgd", scheduler="step", milestones=(2,))
+    >>> config.milestones, config.to_dict()["lr"]
+    ((2.0,), 0.1)
+    >>> try:
+    ...     TrainConfig(milestones=(2,))
+    ... except ValueError as e:
+    ...     print(e)
+    milestones apply to the 'step' scheduler only (the scheduler is 'cosine'); got [2]
     """
 
     epochs: int = 15
@@ -62,7 +71,7 @@ class TrainConfig:
         self.validate()
 
     def validate(self) -> None:
-        """Check every field; raises :class:`~nnatlas._validate.InvalidValue` naming the first bad one."""
+        """Check every field; raises ``InvalidValue`` (a ``ValueError``) naming the first bad one."""
         check_int("epochs", self.epochs, maximum=MAX_EPOCHS)
         check_int("batch_size", self.batch_size, maximum=MAX_BATCH)
         check_int("eval_batch_size", self.eval_batch_size, maximum=MAX_BATCH)
@@ -96,4 +105,5 @@ class TrainConfig:
         self.milestones = tuple(sorted(float(m) for m in self.milestones))
 
     def to_dict(self) -> dict[str, Any]:
+        """Every field by its name, as ``config.json`` holds them."""
         return dataclasses.asdict(self)

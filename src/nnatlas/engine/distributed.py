@@ -37,10 +37,12 @@ class DistInfo:
 
     @property
     def enabled(self) -> bool:
+        """More than one process takes part (``world_size > 1``)."""
         return self.world_size > 1
 
     @property
     def is_main(self) -> bool:
+        """This process is rank 0 (the one that writes files and logs in a multi-process run)."""
         return self.rank == 0
 
 
@@ -136,6 +138,16 @@ class EpochSampler(Sampler[int]):
     ``num_replicas * b``. ``pad=False`` (validation) deals out the unpadded order, so no sample is
     counted twice. ``set_position(epoch, start)`` skips the first ``start`` samples of this process's share
     without reading them, which is how a resumed run continues in the middle of an epoch.
+
+    Five samples over two processes, in order: the order is padded to six by wrapping around, and rank 1
+    takes every second index from 1:
+
+    >>> list(EpochSampler(5, shuffle=False, num_replicas=2, rank=1))
+    [1, 3, 0]
+    >>> sampler = EpochSampler(5, shuffle=False)
+    >>> sampler.set_position(epoch=0, start=3)
+    >>> list(sampler)
+    [3, 4]
     """
 
     def __init__(
@@ -164,11 +176,14 @@ class EpochSampler(Sampler[int]):
         return len(range(self.rank, self.length, self.num_replicas))
 
     def set_position(self, epoch: int, start: int = 0) -> None:
+        """Iterate over ``epoch``'s order from this process's ``start``-th sample (``0 <= start <=
+        shard_size``, ``ValueError`` otherwise)."""
         if not 0 <= start <= self.shard_size:
             raise ValueError(f"start must be in [0, {self.shard_size}]; got {start}")
         self.epoch, self.start = epoch, start
 
     def set_epoch(self, epoch: int) -> None:
+        """Iterate over the whole of ``epoch``'s order (``set_position(epoch, 0)``)."""
         self.set_position(epoch, 0)
 
     def _order(self) -> list[int]:

@@ -35,6 +35,8 @@ class ModelEma(nn.Module):
 
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
+        """Move every floating-point entry of the average's state toward ``model``'s, ``ema += (1 - decay)
+        * (model - ema)``, and copy the others (integer buffers such as batch-norm counters)."""
         ema_state, state = self.module.state_dict(), model.state_dict()
         floats = [k for k, v in ema_state.items() if v.is_floating_point()]
         torch._foreach_lerp_(
@@ -45,6 +47,7 @@ class ModelEma(nn.Module):
                 v.copy_(state[k])
 
     def train(self, mode: bool = True) -> ModelEma:
+        """Set ``mode`` as ``nn.Module.train`` does, but keep the averaged ``module`` in eval mode."""
         super().train(mode)
         self.module.eval()  # the average is evaluated, never trained
         return self

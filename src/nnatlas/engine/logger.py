@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 
 
 def tensorboard_available() -> bool:
+    """Whether ``torch.utils.tensorboard`` can be imported (the ``tensorboard`` package is installed)."""
     try:
         from torch.utils.tensorboard import SummaryWriter  # noqa: F401
     except ImportError:
@@ -76,11 +77,14 @@ class MetricsLogger:
         return rows
 
     def log_step(self, step: int, values: Mapping[str, float]) -> None:
+        """Per-update scalars (``train/<name>`` at ``step``) to TensorBoard; nothing without it."""
         if self.writer is not None:
             for k, v in values.items():
                 self.writer.add_scalar(f"train/{k}", v, step)
 
     def log_epoch(self, record: Mapping[str, Any], history: Sequence[Mapping[str, Any]]) -> None:
+        """Append ``record`` to ``metrics.jsonl``, rewrite ``metrics.csv`` from ``history`` (every row so far,
+        ``record`` included), and write its numbers as ``epoch/<name>`` to TensorBoard."""
         append_jsonl(self.jsonl, record)
         write_csv(self.csv, history)
         if self.writer is not None:
@@ -90,5 +94,6 @@ class MetricsLogger:
             self.writer.flush()
 
     def close(self) -> None:
+        """Flush and close the TensorBoard writer, if any; the metrics files are complete after each epoch."""
         if self.writer is not None:
             self.writer.close()

@@ -7,7 +7,12 @@ import math
 import torch
 from torch import nn
 
-from nnatlas._choices import OPTIMIZERS, SCHEDULERS
+from nnatlas import _choices
+
+#: Names of the optimisers :func:`~nnatlas.engine.build_optimizer` makes.
+OPTIMIZERS = _choices.OPTIMIZERS
+#: Names of the learning-rate schedules :func:`~nnatlas.engine.build_scheduler` makes.
+SCHEDULERS = _choices.SCHEDULERS
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
@@ -24,6 +29,18 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
 def build_optimizer(
     model: nn.Module, name: str = "adamw", *, lr: float, weight_decay: float = 0.0, momentum: float = 0.9
 ) -> torch.optim.Optimizer:
+    """The optimiser ``name`` over :func:`~nnatlas.engine.param_groups`: weights decay by ``weight_decay``,
+    biases and normalisation parameters do not.
+
+    ``adamw``: ``torch.optim.AdamW`` (Loshchilov & Hutter 2019, decoupled weight decay); ``sgd``:
+    ``torch.optim.SGD`` with Nesterov momentum ``momentum`` (plain SGD when it is 0). ``lr`` must be
+    positive; an unknown ``name`` raises ``ValueError``.
+
+    >>> from torch import nn
+    >>> opt = build_optimizer(nn.Linear(4, 2), "sgd", lr=0.1, weight_decay=5e-4)
+    >>> type(opt).__name__, [len(g["params"]) for g in opt.param_groups]  # the weight; the bias
+    ('SGD', [1, 1])
+    """
     if lr <= 0:
         raise ValueError(f"lr must be > 0; got {lr}")
     groups = param_groups(model, weight_decay)

@@ -68,6 +68,8 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:
+    """Write ``obj`` as indented JSON with sorted keys (``str()`` of what JSON cannot hold), atomically:
+    a reader sees the old file or the new one, never a part."""
     atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n").encode())
 
 
@@ -135,7 +137,7 @@ def read_jsonl(path: str | os.PathLike, *, repair: bool = False) -> list[dict[st
 
 
 def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
-    """Delete the ``.NAME.*.tmp`` files that :func:`atomic_write_bytes` leaves when killed mid-write."""
+    """Delete the ``.NAME.*.tmp`` files that ``atomic_write_bytes`` leaves when killed mid-write."""
     removed = []
     for tmp in Path(folder).glob(".*.tmp"):
         if tmp.is_file():

@@ -91,11 +91,17 @@ class Position:
 
 
 class ProgressReporter(Protocol):
-    def start_epoch(self, epoch: int, epochs: int, steps: int) -> None: ...
+    """What the trainer tells a progress display (the command line's rich bar): any object with these
+    three methods, called on the main process only."""
 
-    def step(self, loss: float, lr: float) -> None: ...
+    def start_epoch(self, epoch: int, epochs: int, steps: int) -> None:
+        """Epoch ``epoch`` of ``epochs`` begins (or resumes) with ``steps`` micro-batches left to read."""
 
-    def end_epoch(self, record: dict[str, Any]) -> None: ...
+    def step(self, loss: float, lr: float) -> None:
+        """One micro-batch was trained on: its mean ``loss`` and the current learning rate ``lr``."""
+
+    def end_epoch(self, record: dict[str, Any]) -> None:
+        """The epoch ended; ``record`` is its row of ``metrics.jsonl``."""
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -119,6 +125,12 @@ class TrainingInterrupted(Exception):
 
 
 def resolve_device(device: str) -> torch.device:
+    """The ``torch.device`` of ``"auto"`` (CUDA when available, else the CPU), ``"cpu"``, ``"cuda"``,
+    ``"cuda:N"`` or ``"mps"``; ``ValueError`` for a device this machine does not have.
+
+    >>> resolve_device("cpu")
+    device(type='cpu')
+    """
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
@@ -416,7 +428,7 @@ class Trainer:
         """Train to ``config.epochs``; returns the per-epoch records.
 
         ``resume``: a run folder (or ``True`` for ``run_dir``) whose checkpoint to continue from, or a
-        checkpoint already read with :func:`~nnatlas.engine.checkpoint.load_checkpoint` (``source``: its
+        checkpoint already read with :func:`~nnatlas.engine.load_checkpoint` (``source``: its
         file, named in errors).
         """
         set_determinism(self.config.seed, deterministic=self.config.deterministic)
@@ -612,6 +624,7 @@ class Trainer:
 
     @property
     def checkpoint_path(self) -> Path | None:
+        """``run_dir/checkpoint.pt``, or ``None`` without a run folder."""
         return None if self.run_dir is None else self.run_dir / CHECKPOINT_NAME
 
     def state_dict(self) -> dict[str, Any]:
@@ -630,6 +643,10 @@ class Trainer:
         }
 
     def load_state_dict(self, state: dict[str, Any], *, source: str | Path = "the checkpoint") -> None:
+        """Restore a :meth:`state_dict`: model, optimiser, scheduler, scaler, EMA, random states and
+        position. A state that does not fit this run raises :class:`~nnatlas.engine.CheckpointError` naming
+        ``source`` (a file that is not a training checkpoint, a different model, optimiser or EMA setting,
+        or a mid-epoch stop with another number of processes)."""
         missing = [k for k in TRAINING_KEYS if k not in state]
         if missing:
             raise CheckpointError(f"{str(source)!r} is not a training checkpoint: no {', '.join(missing)}")
@@ -702,14 +719,17 @@ class Trainer:
     # Kept for callers that read the position as three attributes.
     @property
     def epoch(self) -> int:
+        """``position.epoch``: the current epoch, 1-based."""
         return self.position.epoch
 
     @property
     def batch(self) -> int:
+        """``position.batch``: the next micro-batch to read in the current epoch."""
         return self.position.batch
 
     @property
     def global_step(self) -> int:
+        """``position.global_step``: optimiser updates applied so far."""
         return self.position.global_step
 
 

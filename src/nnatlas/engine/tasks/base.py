@@ -1,7 +1,7 @@
 """The :class:`Task` protocol and the registry of tasks.
 
 A task turns a batch into a loss (``training_step``) and accumulates its validation metrics
-(``new_metrics`` / ``validation_step``); the :class:`~nnatlas.engine.trainer.Trainer` knows nothing else
+(``new_metrics`` / ``validation_step``); the :class:`~nnatlas.engine.Trainer` knows nothing else
 about the problem. Tasks are registered by name (``classification``, ``seq2seq``, ...), as models are.
 """
 
@@ -20,7 +20,16 @@ __all__ = ["Task", "get_task_class", "list_tasks", "register_task"]
 
 
 class Task(Protocol):
-    #: The kind of problem: the name the task is registered under.
+    """What the :class:`~nnatlas.engine.Trainer` needs from a task: a loss for a training batch, fresh
+    validation metrics, and their update from a validation batch.
+
+    A task is a class registered with :func:`~nnatlas.engine.register_task`; any class with these
+    attributes and methods is one (a ``typing.Protocol``, no base class to inherit). The batch is
+    whatever the task's data loader yields: ``(images (B, C, H, W), labels (B,))`` for classification,
+    token ids ``(src (B, S), tgt (B, T))`` for seq2seq, and so on.
+    """
+
+    #: The name the task is registered under, the kind of problem (``classification``).
     name: str
     #: The validation metric that says how good a run is (``val_acc``), for summaries.
     main_metric: str
@@ -56,11 +65,20 @@ def register_task(name: str) -> Callable[[T], T]:
 
 
 def list_tasks() -> list[str]:
+    """Sorted names of the registered tasks.
+
+    >>> list_tasks()
+    ['classification', 'detection', 'segmentation', 'seq2seq']
+    """
     return sorted(_TASKS)
 
 
 def get_task_class(name: str) -> type:
-    """The task class registered as ``name``; an unknown name raises ``ValueError`` with the closest names."""
+    """The task class registered as ``name``; an unknown name raises ``ValueError`` with the closest names.
+
+    >>> get_task_class("seq2seq").__name__
+    'Seq2SeqTask'
+    """
     try:
         return _TASKS[name]
     except KeyError:

@@ -42,6 +42,8 @@ class ClassificationTask:
         self.num_classes, self.label_smoothing, self.aux_weight = num_classes, label_smoothing, aux_weight
 
     def training_step(self, model: nn.Module, batch: Any) -> tuple[torch.Tensor, int]:
+        """Cross-entropy of ``model(x)`` (logits ``(B, K)``, plus the weighted auxiliary terms) against
+        labels ``(B,)``, for a batch ``(x (B, C, H, W), y (B,))``; and ``B``."""
         x, y = batch
         out = model(x)
         loss = F.cross_entropy(_main_output(out), y, label_smoothing=self.label_smoothing)
@@ -54,6 +56,7 @@ class ClassificationTask:
         return loss, y.shape[0]
 
     def new_metrics(self) -> torchmetrics.MetricCollection:
+        """``loss`` (mean cross-entropy per sample) and ``acc`` (top-1 accuracy over the samples)."""
         return torchmetrics.MetricCollection(
             {
                 "loss": torchmetrics.MeanMetric(),
@@ -62,6 +65,7 @@ class ClassificationTask:
         )
 
     def validation_step(self, model: nn.Module, batch: Any, metrics: torchmetrics.MetricCollection) -> None:
+        """Update the metrics with the logits ``(B, K)`` of ``x`` and the labels ``(B,)``."""
         x, y = batch
         logits = _main_output(model(x))
         metrics["loss"].update(F.cross_entropy(logits, y, reduction="none"))

@@ -48,6 +48,7 @@ class DetectionTask:
         self.class_names = tuple(class_names) if class_names is not None else None
 
     def training_step(self, model: nn.Module, batch: Any) -> tuple[Tensor, int]:
+        """The sum of the losses ``model(images, targets)`` returns, and the number of images."""
         images, targets = batch
         losses = model(list(images), list(targets))
         if not isinstance(losses, dict) or not losses:
@@ -57,6 +58,8 @@ class DetectionTask:
         return sum(losses.values()), len(images)
 
     def new_metrics(self) -> torchmetrics.MetricCollection:
+        """One ``map``: COCO's ``MeanAveragePrecision`` (boxes, and masks with ``masks=True``), with COCOeval's
+        IoU and recall thresholds."""
         from torchmetrics.detection import MeanAveragePrecision
 
         iou_type = ("bbox", "segm") if self.masks else "bbox"
@@ -71,6 +74,8 @@ class DetectionTask:
         return torchmetrics.MetricCollection({"map": metric})
 
     def validation_step(self, model: nn.Module, batch: Any, metrics: torchmetrics.MetricCollection) -> None:
+        """Update the metrics with ``model(images)``'s detections against the targets (crowd regions kept
+        as ``iscrowd``; masks ``(N, 1, H, W)`` thresholded at 0.5)."""
         images, targets = batch
         preds = model(list(images))
         metrics["map"].update(

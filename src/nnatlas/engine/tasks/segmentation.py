@@ -76,6 +76,7 @@ class SegmentationMetrics(torchmetrics.Metric):
         self.confmat += torch.bincount(t * k + p, minlength=k * k).view(k, k)
 
     def compute(self) -> dict[str, Tensor]:
+        """``pixel_acc`` and ``miou`` (scalars) and ``iou`` ``(K,)`` from the summed confusion matrix."""
         cm = self.confmat.double()
         tp = cm.diag()
         union = cm.sum(0) + cm.sum(1) - tp
@@ -124,12 +125,16 @@ class SegmentationTask:
         self.class_names = tuple(class_names) if class_names is not None else None
 
     def loss(self, logits: Tensor, target: Tensor) -> Tensor:
+        """Mean cross-entropy of ``logits (B, K, H, W)`` against ``target (B, H, W)`` over the labelled
+        pixels, plus ``dice_weight`` times :func:`~nnatlas.engine.dice_loss`; a scalar."""
         loss = F.cross_entropy(logits, target, ignore_index=self.ignore_index)
         if self.dice_weight > 0:
             loss = loss + self.dice_weight * dice_loss(logits, target, ignore_index=self.ignore_index)
         return loss
 
     def training_step(self, model: nn.Module, batch: Any) -> tuple[Tensor, int]:
+        """:meth:`loss` of the model's logits (plus ``aux_weight`` times that of the auxiliary head) for a
+        batch ``(x (B, C, H, W), y (B, H, W))``; and ``B``."""
         x, y = batch
         out, aux = _outputs(model(x))
         loss = self.loss(out, y)
@@ -138,6 +143,8 @@ class SegmentationTask:
         return loss, y.shape[0]
 
     def new_metrics(self) -> torchmetrics.MetricCollection:
+        """``loss`` (mean cross-entropy per labelled pixel) and ``seg``, a
+        :class:`~nnatlas.engine.SegmentationMetrics`."""
         return torchmetrics.MetricCollection(
             {
                 "loss": torchmetrics.MeanMetric(),
@@ -146,6 +153,7 @@ class SegmentationTask:
         )
 
     def validation_step(self, model: nn.Module, batch: Any, metrics: torchmetrics.MetricCollection) -> None:
+        """Update the metrics with the main logits ``(B, K, H, W)`` against the labels ``(B, H, W)``."""
         x, y = batch
         logits, _ = _outputs(model(x))
         losses = F.cross_entropy(logits, y, ignore_index=self.ignore_index, reduction="none")  # (B, H, W)

@@ -59,11 +59,14 @@ class Seq2SeqTask:
         )
 
     def training_step(self, model: nn.Module, batch: Any) -> tuple[torch.Tensor, int]:
+        """Teacher-forced cross-entropy: ``model(src (B, S), tgt[:, :-1])`` gives logits ``(B, T - 1, V)``
+        that predict ``tgt[:, 1:]``, padding ignored; and ``B``."""
         src, tgt = batch
         logits = model(src, tgt[:, :-1])  # (B, T - 1, V)
         return self._loss(logits, tgt[:, 1:]), src.shape[0]
 
     def new_metrics(self) -> torchmetrics.MetricCollection:
+        """``loss``, ``token_acc`` and ``exact_acc``, each a mean over tokens or sequences."""
         return torchmetrics.MetricCollection(
             {
                 "loss": torchmetrics.MeanMetric(),
@@ -73,6 +76,8 @@ class Seq2SeqTask:
         )
 
     def validation_step(self, model: nn.Module, batch: Any, metrics: torchmetrics.MetricCollection) -> None:
+        """Update the metrics with one batch ``(src (B, S), tgt (B, T))``: teacher-forced loss and token
+        accuracy, and exact match of the decoded sequences (see the class docstring)."""
         src, tgt = batch
         labels = tgt[:, 1:]  # (B, T - 1)
         logits = model(src, tgt[:, :-1])  # (B, T - 1, V)
