@@ -1,15 +1,17 @@
 """The experiment framework: a registry of claims of the course notes, each measured and judged.
 
-An experiment is a subclass of :class:`Experiment` registered with :func:`register_experiment`. It states,
-before anything runs, the claim (quoted from the notes in Chinese, with an English gloss), the method and
-the **criterion**: a sentence and the function :meth:`Experiment.decide` that maps the measured numbers
-to a verdict. :meth:`Experiment.run` measures and returns a :class:`Measurement` (the numbers, a table,
-the key number and a figure drawn from those numbers); :func:`run_experiment` then computes the verdict
+An experiment is a subclass of :class:`~nnatlas.experiments.Experiment` registered with
+:func:`~nnatlas.experiments.register_experiment`. It states, before anything runs, the claim (quoted from
+the notes in Chinese, with an English gloss), the method and the **criterion**: a sentence and the function
+:meth:`~nnatlas.experiments.Experiment.decide` that maps the measured numbers to a verdict.
+:meth:`~nnatlas.experiments.Experiment.run` measures and returns a :class:`~nnatlas.experiments.Measurement`
+(the numbers, a table, the key number and a figure drawn from those numbers);
+:func:`~nnatlas.experiments.run_experiment` then computes the verdict
 by ``decide(numbers)``, never from anything else, and writes ``result.json``, ``figure.png`` and
 ``README.md`` into ``out/NAME/`` atomically: everything is written into a hidden folder beside it and
 moved into place last, so an interrupted run leaves no half-written result.
 
-Verdicts are :data:`SUPPORTED`, :data:`NOT_SUPPORTED` and :data:`INCONCLUSIVE`. An experiment whose data
+Verdicts are ``SUPPORTED``, ``NOT_SUPPORTED`` and ``INCONCLUSIVE``. An experiment whose data
 disagree with the notes says so: that is a finding, not a failure.
 """
 
@@ -49,7 +51,13 @@ __all__ = [
     "summary_table",
 ]
 
-SUPPORTED, NOT_SUPPORTED, INCONCLUSIVE = "supported", "not supported", "inconclusive"
+#: The verdict when the measured numbers meet the claim's criterion.
+SUPPORTED = "supported"
+#: The verdict when the numbers contradict the claim: a finding, not a failure.
+NOT_SUPPORTED = "not supported"
+#: The verdict when the numbers neither meet nor contradict the criterion.
+INCONCLUSIVE = "inconclusive"
+#: The three verdicts, in that order.
 VERDICTS = (SUPPORTED, NOT_SUPPORTED, INCONCLUSIVE)
 #: The file that marks a folder as an experiment result written by nnatlas (and so replaceable).
 RESULT_FILE = "result.json"
@@ -73,6 +81,10 @@ class Measurement:
     notes: list[str] = field(default_factory=list)
 
 
+def _no_progress(text: str) -> None:
+    """Report progress as one line of ``text`` (the command line shows it; by default nothing does)."""
+
+
 @dataclass
 class Context:
     """What an experiment run is given: ``quick`` sizes, the ``seeds``, a scratch folder ``work`` (inside
@@ -81,7 +93,7 @@ class Context:
     quick: bool
     seeds: tuple[int, ...]
     work: Path
-    step: Callable[[str], None] = lambda text: None
+    step: Callable[[str], None] = _no_progress
 
     def size(self, quick: Any, full: Any) -> Any:
         """``quick`` under ``--quick``, else ``full``."""
@@ -107,6 +119,8 @@ class Experiment:
     minutes: ClassVar[float] = 1.0
 
     def run(self, ctx: Context) -> Measurement:
+        """Measure: train, count or time what the claim is about, at ``ctx.size(quick, full)`` sizes and
+        for each of ``ctx.seeds``, and return the numbers with their table, key line and figure."""
         raise NotImplementedError
 
     def decide(self, numbers: Mapping[str, Any]) -> str:
@@ -130,12 +144,22 @@ def register_experiment(cls: type[Experiment]) -> type[Experiment]:
 
 
 def list_experiments() -> list[str]:
-    """Names of the registered experiments, in the order of the notes (registration order)."""
+    """Names of the registered experiments, in the order of the notes (registration order).
+
+    >>> names = list_experiments()
+    >>> len(names), names[:3]
+    (19, ['conv-vs-fc', 'stacked-3x3', 'dilation-rf'])
+    """
     return list(_EXPERIMENTS)
 
 
 def get_experiment(name: str) -> Experiment:
-    """A new instance of the experiment ``name``; an unknown name raises ``ValueError`` naming the closest."""
+    """A new instance of the experiment ``name``; an unknown name raises ``ValueError`` naming the closest.
+
+    >>> experiment = get_experiment("stacked-3x3")
+    >>> type(experiment).__name__, experiment.section
+    ('StackedConvs', 'VGGNet')
+    """
     try:
         return _EXPERIMENTS[name]()
     except KeyError:
@@ -147,8 +171,12 @@ def get_experiment(name: str) -> Experiment:
 
 
 def majority(passes: Sequence[bool], *, need: float = 2 / 3) -> str:
-    """:data:`SUPPORTED` when at least ``need`` of ``passes`` hold, :data:`NOT_SUPPORTED` when at most
-    ``1 - need`` hold, :data:`INCONCLUSIVE` in between (or when there is nothing to count)."""
+    """``SUPPORTED`` when at least ``need`` of ``passes`` hold, ``NOT_SUPPORTED`` when at most
+    ``1 - need`` hold, ``INCONCLUSIVE`` in between (or when there is nothing to count).
+
+    >>> majority([True, True, False]), majority([True, False, False]), majority([])
+    ('supported', 'not supported', 'inconclusive')
+    """
     if not passes:
         return INCONCLUSIVE
     share = sum(bool(p) for p in passes) / len(passes)
@@ -161,7 +189,11 @@ def majority(passes: Sequence[bool], *, need: float = 2 / 3) -> str:
 
 def spread(values: Iterable[float]) -> dict[str, float]:
     """``{"mean", "std", "min", "max", "n"}`` of ``values`` (``std`` the sample standard deviation, 0 for
-    one value)."""
+    one value).
+
+    >>> spread([1, 2, 3])
+    {'mean': 2.0, 'std': 1.0, 'min': 1.0, 'max': 3.0, 'n': 3}
+    """
     v = [float(x) for x in values]
     if not v:
         raise ValueError("spread needs at least one value")

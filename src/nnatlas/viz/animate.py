@@ -58,7 +58,23 @@ def conv_animation(
     dilation: int = 1,
     output_padding: int = 0,
 ) -> ConvAnimation:
-    """The frames of a square ``kind`` (conv, transposed, dilated, pool) over an ``input x input`` map."""
+    """The frames of a square ``kind`` (conv, transposed, dilated, pool) over an ``input x input`` map.
+
+    One frame per output element, ``output ** 2`` in all, with the output size of
+    :func:`~nnatlas.analysis.conv_output_size` (:func:`~nnatlas.analysis.pool_output_size`,
+    :func:`~nnatlas.analysis.conv_transpose_output_size`). A transposed convolution is drawn as the
+    convolution it equals: the input with ``stride - 1`` zeros between its elements, padded by
+    ``dilation * (kernel - 1) - padding``, under a stride-1 kernel.
+
+    >>> a = conv_animation("conv", input=5, kernel=3)
+    >>> a.output, len(a.frames), a.grid
+    (3, 9, 5)
+    >>> a.frames[0][0], len(a.frames[0][1])  # the first output element and its 3x3 taps
+    ((0, 0), 9)
+    >>> t = conv_animation("transposed", input=3, kernel=3, stride=2)  # (3 - 1) * 2 + 3 = 7
+    >>> t.output, len(t.frames), t.grid  # 5 zero-inserted cells, padded by 2 on each side
+    (7, 49, 9)
+    """
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {', '.join(KINDS)}; got {kind!r}")
     if kind == "transposed":

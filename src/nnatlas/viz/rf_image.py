@@ -56,7 +56,7 @@ def plot_receptive_fields_on_image(
     Args:
         image: the model's input image, ``(3, H, W)`` (or ``(1, H, W)``) in ``[0, 1]``; the fields are in
             its pixel coordinates.
-        fields: layer name -> :class:`LayerField` of that layer (``receptive_field(model, (1, C, H,
+        fields: layer name -> :class:`~nnatlas.analysis.LayerField` of that layer (``receptive_field(model, (1, C, H,
             W)).layers[name]``), in the order to draw; the square is that of the centre output element.
         erf: the effective receptive field measured at the same input size (its heat map must be
             ``(H, W)``), or ``None`` for one panel.
