@@ -93,6 +93,17 @@ class ASPP(nn.Module):
     - ``image_pooling``: add the image-level branch (:class:`ASPPPooling`).
     - ``dropout``: after the projection (torchvision 0.5; DeepLab's own code 0.1).
     - ``norm_layer``: normalisation class (default ``nn.BatchNorm2d``).
+
+    The parameters of torchvision's ``ASPP``:
+
+    >>> import torch
+    >>> from torchvision.models.segmentation import deeplabv3
+    >>> aspp = ASPP(64, (6, 12, 18), 32).eval()
+    >>> aspp(torch.zeros(2, 64, 9, 9)).shape
+    torch.Size([2, 32, 9, 9])
+    >>> count = lambda m: sum(p.numel() for p in m.parameters())
+    >>> count(aspp), count(deeplabv3.ASPP(64, [6, 12, 18], 32))
+    (64896, 64896)
     """
 
     def __init__(
@@ -139,6 +150,13 @@ class ASPPSum(nn.Module):
 
     ``(B, in_channels, H, W) -> (B, num_classes, H, W)``; ``len(rates) (9 C_in + 1) K`` parameters. The
     weights start as N(0, 0.01) and the biases at zero, as the released prototxt.
+
+    >>> import torch
+    >>> head = ASPPSum(64, num_classes=5)
+    >>> sum(p.numel() for p in head.parameters())  # 4 * (9 * 64 + 1) * 5
+    11540
+    >>> head(torch.zeros(1, 64, 9, 9)).shape
+    torch.Size([1, 5, 9, 9])
     """
 
     def __init__(

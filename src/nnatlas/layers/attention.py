@@ -92,6 +92,17 @@ def causal_mask(
     ones (with ``key_size < size`` the first ``size - key_size`` queries see no key). ``alignment="upper_left"``
     blocks ``j > i``, the mask of torch's ``is_causal=True``. With ``key_size == size`` (the default) both
     are the strictly upper triangle, the decoder's "only look left" mask.
+
+    >>> causal_mask(3)
+    tensor([[False,  True,  True],
+            [False, False,  True],
+            [False, False, False]])
+    >>> causal_mask(2, 4)  # 2 new queries after 2 cached keys
+    tensor([[False, False, False,  True],
+            [False, False, False, False]])
+    >>> causal_mask(2, 4, alignment="upper_left")
+    tensor([[False,  True,  True,  True],
+            [False, False,  True,  True]])
     """
     key_size = size if key_size is None else key_size
     _check_alignment(alignment)
@@ -110,6 +121,11 @@ def padding_mask(lengths: Tensor | list[int], size: int | None = None) -> Tensor
     """Boolean ``(B, size)`` key padding mask, ``True`` at the padded positions ``j >= lengths[b]``.
 
     ``size`` defaults to ``max(lengths)``; a length above ``size`` or below 0 raises ``ValueError``.
+    ``lengths`` is ``(B,)``.
+
+    >>> padding_mask([2, 3])
+    tensor([[False, False,  True],
+            [False, False, False]])
     """
     lengths = torch.as_tensor(lengths)
     if lengths.ndim != 1 or lengths.dtype.is_floating_point:
@@ -275,6 +291,23 @@ def scaled_dot_product_attention(
       aligned to the end of the keys, for cached decoding); see the module docstring.
 
     **Returns:** ``(..., Hq, L, Ev)``.
+
+    >>> import torch
+    >>> import torch.nn.functional as F
+    >>> _ = torch.manual_seed(0)
+    >>> q, k, v = torch.randn(2, 4, 5, 8), torch.randn(2, 4, 7, 8), torch.randn(2, 4, 7, 6)
+    >>> out = scaled_dot_product_attention(q, k, v, is_causal=True)
+    >>> out.shape
+    torch.Size([2, 4, 5, 6])
+    >>> torch.allclose(out, F.scaled_dot_product_attention(q, k, v, is_causal=True), atol=1e-6)
+    True
+
+    A fully masked query row gives 0 instead of NaN:
+
+    >>> blocked = torch.ones(5, 7, dtype=torch.bool)
+    >>> blocked[0] = False  # query 0 sees no key
+    >>> scaled_dot_product_attention(q, k, v, attn_mask=blocked)[..., 0, :].abs().max()
+    tensor(0.)
     """
     bias, fused_causal = _sdpa_bias(query, key, value, attn_mask, is_causal, enable_gqa, causal_alignment)
     scale = 1.0 / math.sqrt(query.shape[-1]) if scale is None else scale
@@ -302,6 +335,16 @@ def scaled_dot_product_attention_with_weights(
     (``softmax(query key^T * scale + mask)``, after dropout), so no fused kernel is used.
 
     **Returns:** ``(out (..., Hq, L, Ev), weights (..., Hq, L, S))``; a fully masked row has weights 0.
+
+    >>> import torch
+    >>> q = k = v = torch.ones(1, 2, 3, 4)
+    >>> out, weights = scaled_dot_product_attention_with_weights(q, k, v, is_causal=True)
+    >>> out.shape, weights.shape
+    (torch.Size([1, 2, 3, 4]), torch.Size([1, 2, 3, 3]))
+    >>> weights[0, 0]  # equal scores: uniform over the visible keys
+    tensor([[1.0000, 0.0000, 0.0000],
+            [0.5000, 0.5000, 0.0000],
+            [0.3333, 0.3333, 0.3333]])
     """
     bias, fused_causal = _sdpa_bias(query, key, value, attn_mask, is_causal, enable_gqa, causal_alignment)
     scale = 1.0 / math.sqrt(query.shape[-1]) if scale is None else scale
@@ -367,6 +410,19 @@ class MultiheadAttention(nn.Module):
     averaged over heads, ``(B, H, L, S')`` with ``average_attn_weights=False`` (``S'`` counts the keys
     added by ``add_bias_kv`` / ``add_zero_attn``), or ``None`` with ``need_weights=False``. A query whose
     keys are all blocked attends to nothing: output ``out_proj.bias``, weights 0, no NaN.
+
+    >>> import torch
+    >>> from torch import nn
+    >>> mha = MultiheadAttention(16, 4, batch_first=True)
+    >>> x, memory = torch.zeros(2, 5, 16), torch.zeros(2, 7, 16)  # (B, L, E), (B, S, E)
+    >>> out, weights = mha(x, memory, memory)
+    >>> out.shape, weights.shape
+    (torch.Size([2, 5, 16]), torch.Size([2, 5, 7]))
+    >>> count = lambda m: sum(p.numel() for p in m.parameters())
+    >>> count(mha), count(nn.MultiheadAttention(16, 4))  # 4 * (16 * 16 + 16)
+    (1088, 1088)
+    >>> mha.load_state_dict(nn.MultiheadAttention(16, 4).state_dict())
+    <All keys matched successfully>
     """
 
     def __init__(

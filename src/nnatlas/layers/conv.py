@@ -67,6 +67,9 @@ def effective_kernel_size(kernel_size: IntOrPair, dilation: IntOrPair = 1) -> In
 
     A ``3 x 3`` kernel with dilation 2 covers ``5 x 5`` pixels, with dilation 4 it covers ``9 x 9``; with
     dilation 1 it is the ordinary kernel. Returns an int for int arguments, a pair otherwise.
+
+    >>> effective_kernel_size(3, 2), effective_kernel_size(3, 4), effective_kernel_size((3, 5), 2)
+    (5, 9, (5, 9))
     """
     k = _positive("kernel_size", kernel_size)
     d = _positive("dilation", dilation)
@@ -86,6 +89,9 @@ def same_padding(
     pixel on one side than on the other; at stride 1 PyTorch's ``padding="same"`` does exactly that (the
     extra pixel goes right / bottom) and the string ``"same"`` is returned. At stride > 1 the placement of
     that pixel changes which inputs each output sees, frameworks disagree on it, and ``ValueError`` is raised.
+
+    >>> same_padding(3), same_padding(3, dilation=2), same_padding(3, stride=2), same_padding(2)
+    ((1, 1), (2, 2), (1, 1), 'same')
     """
     k = _positive("kernel_size", kernel_size)
     s = _positive("stride", stride)
@@ -127,7 +133,19 @@ def conv2d(
 ) -> nn.Conv2d:
     """A validated ``nn.Conv2d`` with ``"same"`` padding by default (see :func:`same_padding`).
 
-    Parameters: ``(k_h * k_w * in_channels / groups + bias) * out_channels``.
+    ``(B, in_channels, H, W) -> (B, out_channels, ceil(H / stride), ceil(W / stride))`` with ``"same"``
+    padding. Parameters: ``(k_h * k_w * in_channels / groups + bias) * out_channels``.
+
+    >>> import torch
+    >>> conv = conv2d(16, 32)  # 3 x 3, "same": (3 * 3 * 16 + 1) * 32 parameters
+    >>> conv
+    Conv2d(16, 32, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1))
+    >>> sum(p.numel() for p in conv.parameters())
+    4640
+    >>> conv(torch.zeros(1, 16, 7, 7)).shape
+    torch.Size([1, 32, 7, 7])
+    >>> conv2d(16, 32, stride=2)(torch.zeros(1, 16, 7, 7)).shape  # ceil(7 / 2)
+    torch.Size([1, 32, 4, 4])
     """
     _check_channels(in_channels, out_channels, groups)
     _positive("kernel_size", kernel_size)
@@ -162,7 +180,11 @@ def grouped_conv2d(
 
     Input channel group ``g`` (``in_channels / groups`` channels) is convolved only with filter group ``g``
     (``out_channels / groups`` filters): ``groups`` times fewer weights and multiply-adds than the dense
-    convolution, ``k_h * k_w * (in_channels / groups) * out_channels``.
+    convolution, ``k_h * k_w * (in_channels / groups) * out_channels``. Shapes as :func:`conv2d`.
+
+    >>> dense, grouped = conv2d(16, 32, bias=False), grouped_conv2d(16, 32, groups=4, bias=False)
+    >>> dense.weight.numel(), grouped.weight.numel()  # 3 * 3 * 16 * 32 and a quarter of it
+    (4608, 1152)
     """
     return conv2d(
         in_channels,
@@ -192,7 +214,14 @@ def dilated_conv2d(
     Equivalent to a dense convolution with the ``effective_kernel_size(k, d) = k + (k - 1)(d - 1)`` kernel
     in which only every ``d``-th tap is non-zero: a larger receptive field for the same weights and
     multiply-adds, and (with ``"same"`` padding) no loss of resolution, which is why segmentation networks
-    (DeepLab, ERFNet) use it instead of pooling.
+    (DeepLab, ERFNet) use it instead of pooling. Shapes as :func:`conv2d`.
+
+    >>> import torch
+    >>> conv = dilated_conv2d(8, 8, dilation=2)  # a 5 x 5 span, padding 2
+    >>> conv.padding, conv.weight.shape
+    ((2, 2), torch.Size([8, 8, 3, 3]))
+    >>> conv(torch.zeros(1, 8, 9, 9)).shape
+    torch.Size([1, 8, 9, 9])
     """
     return conv2d(
         in_channels,
@@ -225,6 +254,12 @@ def conv_transpose2d(
     computes exactly ``W^T``: ``<conv(x), y> = <x, conv_transpose(y)>``. ``output_padding`` (< stride or
     dilation) picks one of the several input sizes that a strided convolution maps to the same output size.
     The notes' figure: a ``2 x 2`` input, ``k = 3, s = 1, p = 0`` gives ``4 x 4``.
+
+    >>> import torch
+    >>> conv_transpose2d(1, 1, 3)(torch.zeros(1, 1, 2, 2)).shape
+    torch.Size([1, 1, 4, 4])
+    >>> conv_transpose2d(1, 1, 3, stride=2, padding=1, output_padding=1)(torch.zeros(1, 1, 4, 4)).shape
+    torch.Size([1, 1, 8, 8])
     """
     _check_channels(in_channels, out_channels, groups)
     k = _positive("kernel_size", kernel_size)
@@ -257,6 +292,16 @@ def bilinear_upsampling_kernel(factor: int) -> torch.Tensor:
     ``w[i, j] = (1 - |i - c| / f)(1 - |j - c| / f)`` with centre ``c = f - 1`` for odd ``f`` (an odd kernel
     of ``2f - 1`` taps, one peak of 1 at ``i = f - 1``) and ``c = f - 0.5`` for even ``f`` (an even kernel of
     ``2f`` taps, two equal peaks at ``i = f - 1`` and ``f``), as FCN's ``upsample_filt``.
+
+    Returns a float32 tensor of shape ``(2f - f mod 2, 2f - f mod 2)``.
+
+    >>> bilinear_upsampling_kernel(2)
+    tensor([[0.0625, 0.1875, 0.1875, 0.0625],
+            [0.1875, 0.5625, 0.5625, 0.1875],
+            [0.1875, 0.5625, 0.5625, 0.1875],
+            [0.0625, 0.1875, 0.1875, 0.0625]])
+    >>> bilinear_upsampling_kernel(3).shape
+    torch.Size([5, 5])
     """
     if isinstance(factor, bool) or not isinstance(factor, int) or factor < 1:
         raise ValueError(f"factor must be an int >= 1; got factor={factor!r}")
@@ -276,6 +321,14 @@ def upsampling_conv_transpose2d(
     With ``bilinear=True`` (needs ``in_channels == out_channels``) the weight starts as per-channel bilinear
     interpolation, as FCN initialises its learnable upsampling; away from the border it then equals
     ``F.interpolate(x, scale_factor=f, mode="bilinear", align_corners=False)``.
+    ``(B, in_channels, H, W) -> (B, out_channels, fH, fW)``.
+
+    >>> import torch
+    >>> up = upsampling_conv_transpose2d(8, 8, factor=2, bilinear=True)
+    >>> up.kernel_size, up.stride, up.padding
+    ((4, 4), (2, 2), (1, 1))
+    >>> up(torch.zeros(1, 8, 5, 5)).shape
+    torch.Size([1, 8, 10, 10])
     """
     if isinstance(factor, bool) or not isinstance(factor, int) or factor < 1:
         raise ValueError(f"factor must be an int >= 1; got factor={factor!r}")
@@ -315,6 +368,13 @@ class ConvNormAct(nn.Sequential):
     The layers sit at indices ``0, 1, 2`` (those present), as in ``torchvision.ops.Conv2dNormActivation``,
     so the two share ``state_dict`` keys; ``.conv``, ``.norm`` and ``.act`` name them. ``inplace=None``
     runs the activation in place when its constructor takes ``inplace`` (ReLU, SiLU, ...), as torchvision.
+
+    >>> import torch
+    >>> block = ConvNormAct(3, 16, stride=2)  # conv without bias, BatchNorm2d, ReLU
+    >>> block.conv.bias is None, type(block.norm).__name__, type(block.act).__name__
+    (True, 'BatchNorm2d', 'ReLU')
+    >>> block(torch.zeros(1, 3, 9, 9)).shape
+    torch.Size([1, 16, 5, 5])
     """
 
     def __init__(
@@ -359,14 +419,17 @@ class ConvNormAct(nn.Sequential):
 
     @property
     def conv(self) -> nn.Conv2d:
+        """The convolution (index 0)."""
         return self[0]
 
     @property
     def norm(self) -> nn.Module | None:
+        """The normalisation layer (index 1), or ``None`` when built with ``norm_layer=None``."""
         return self[1] if self.has_norm else None
 
     @property
     def act(self) -> nn.Module | None:
+        """The activation (the last layer), or ``None`` when built with ``act_layer=None``."""
         return self[-1] if self.has_act else None
 
 
@@ -382,6 +445,16 @@ class DepthwiseSeparableConv2d(nn.Module):
     ``depth_multiplier`` m gives ``m C_in`` depthwise outputs. MobileNet puts norm + activation after both
     steps (the defaults); Xception (Chollet 2017) has nothing in between (``mid_norm=False, mid_act=False``).
     Input ``(B, in_channels, H, W)``, output ``(B, out_channels, ceil(H / stride), ceil(W / stride))``.
+
+    >>> import torch
+    >>> from torch import nn
+    >>> sep = DepthwiseSeparableConv2d(32, 64, mid_norm=False, mid_act=False, norm_layer=None)
+    >>> sep.depthwise.conv.weight.numel(), sep.pointwise.conv.weight.numel()  # 9 * 32, 32 * 64
+    (288, 2048)
+    >>> nn.Conv2d(32, 64, 3, bias=False).weight.numel()  # the dense 3 x 3: 9 * 32 * 64
+    18432
+    >>> sep(torch.zeros(1, 32, 8, 8)).shape
+    torch.Size([1, 64, 8, 8])
     """
 
     def __init__(

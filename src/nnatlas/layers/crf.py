@@ -110,6 +110,19 @@ def dense_crf(
 
     The marginals ``Q``, ``(B, K, H, W)`` in the dtype of ``unary_logits``, summing to 1 over ``K``;
     ``Q.argmax(1)`` is the labelling. Differentiable with respect to ``unary_logits`` and the weights.
+
+    A single pixel that disagrees with its uniform surroundings is relabelled:
+
+    >>> import torch
+    >>> logits = torch.zeros(1, 2, 6, 6)  # (B, K, H, W)
+    >>> logits[:, 1] = 1.0  # label 1 everywhere ...
+    >>> logits[0, :, 2, 3] = torch.tensor([1.0, 0.0])  # ... but pixel (2, 3), which prefers label 0
+    >>> image = torch.zeros(1, 3, 6, 6, dtype=torch.uint8)  # (B, C, H, W), one colour
+    >>> q = dense_crf(logits, image)
+    >>> q.shape, bool(torch.allclose(q.sum(1), torch.ones(1, 6, 6)))
+    (torch.Size([1, 2, 6, 6]), True)
+    >>> int((logits.argmax(1) == 1).sum()), int((q.argmax(1) == 1).sum())
+    (35, 36)
     """
     return _dense_crf(
         unary_logits,
@@ -177,6 +190,13 @@ class DenseCRF(nn.Module):
     ``w1`` and ``w2`` are ``nn.Parameter`` when ``learnable=True`` (trained through the unrolled mean-field
     iterations, as in CRF-as-RNN, Zheng et al. 2015), floats otherwise. Keyword arguments as
     :func:`dense_crf`.
+
+    >>> import torch
+    >>> crf = DenseCRF(iterations=3, learnable=True)
+    >>> [name for name, _ in crf.named_parameters()]
+    ['w1', 'w2']
+    >>> crf(torch.zeros(2, 4, 8, 8), torch.zeros(2, 3, 8, 8)).shape
+    torch.Size([2, 4, 8, 8])
     """
 
     def __init__(

@@ -39,7 +39,20 @@ class DeformConv2d(nn.Module):
     ``nn.Conv2d``. ``weight`` and ``bias`` have the shapes, names and initialisation of
     ``torchvision.ops.DeformConv2d`` (and of ``nn.Conv2d``); the branches are ``conv_offset`` and
     ``conv_mask``, zero-initialised. ``forward(x, offset, mask)`` also accepts offsets / masks computed
-    elsewhere, which then replace the branches' outputs.
+    elsewhere, which then replace the branches' outputs: ``offset`` ``(B, 2 * offset_groups * k_h * k_w,
+    H_out, W_out)``, ``mask`` ``(B, offset_groups * k_h * k_w, H_out, W_out)``.
+
+    >>> import torch, torchvision
+    >>> conv = DeformConv2d(8, 16)  # 3 x 3, "same" padding
+    >>> conv(torch.zeros(1, 8, 10, 10)).shape
+    torch.Size([1, 16, 10, 10])
+    >>> conv.conv_offset.weight.shape  # 2 offsets (dy, dx) for each of the 9 taps
+    torch.Size([18, 8, 3, 3])
+    >>> kernel = sum(p.numel() for p in torchvision.ops.DeformConv2d(8, 16, 3, padding=1).parameters())
+    >>> kernel, sum(p.numel() for p in conv.parameters()) - kernel  # torchvision's kernel, + the offset branch
+    (1168, 1314)
+    >>> sum(p.numel() for p in DeformConv2d(8, 16, modulated=True).parameters())  # + a mask branch (v2)
+    3139
     """
 
     def __init__(

@@ -58,6 +58,13 @@ class ERFNonBottleneck(nn.Module):
 
     Two ``3 x 3`` convolutions of width ``w`` (dilation ``dilation`` in the second one, as ERFNet dilates
     its blocks): ``18w^2 + 2w`` parameters without norms. ``(B, w, H, W) -> (B, w, H, W)``.
+
+    >>> import torch
+    >>> block = ERFNonBottleneck(16, norm=False)
+    >>> sum(p.numel() for p in block.parameters())  # 18 * 16^2 + 2 * 16
+    4640
+    >>> block(torch.zeros(1, 16, 8, 8)).shape
+    torch.Size([1, 16, 8, 8])
     """
 
     def __init__(
@@ -90,6 +97,13 @@ class ERFBottleneck(nn.Module):
 
     ``17w^2/16 + 3w/2`` parameters without norms (``width`` must be divisible by 4).
     ``(B, w, H, W) -> (B, w, H, W)``.
+
+    >>> import torch
+    >>> block = ERFBottleneck(16, norm=False)
+    >>> sum(p.numel() for p in block.parameters())  # 17 * 16^2 / 16 + 3 * 16 / 2
+    296
+    >>> block(torch.zeros(1, 16, 8, 8)).shape
+    torch.Size([1, 16, 8, 8])
     """
 
     def __init__(
@@ -126,6 +140,13 @@ class ERFNonBottleneck1D(nn.Module):
 
     ``3x1 -> relu -> 1x3 -> bn -> relu -> 3x1 (dilated) -> relu -> 1x3 (dilated) -> bn -> dropout``, added to
     the input, then ReLU. ``12w^2 + 4w`` parameters without norms. ``(B, w, H, W) -> (B, w, H, W)``.
+
+    >>> import torch
+    >>> block = ERFNonBottleneck1D(16, dilation=2, norm=False)
+    >>> sum(p.numel() for p in block.parameters())  # 12 * 16^2 + 4 * 16, a third less than 4640
+    3136
+    >>> block(torch.zeros(1, 16, 8, 8)).shape
+    torch.Size([1, 16, 8, 8])
     """
 
     def __init__(
@@ -163,6 +184,10 @@ class ERFDownsampler(nn.Module):
     ``out - in`` channels concatenated with a ``2 x 2`` max pool of the input, then BN and ReLU.
 
     ``(B, in_channels, H, W) -> (B, out_channels, H/2, W/2)`` (``H`` and ``W`` even).
+
+    >>> import torch
+    >>> ERFDownsampler(3, 16)(torch.zeros(1, 3, 8, 8)).shape  # 13 convolved + 3 pooled channels
+    torch.Size([1, 16, 4, 4])
     """
 
     def __init__(
@@ -187,6 +212,10 @@ class ERFDownsampler(nn.Module):
 class ERFUpsampler(nn.Module):
     """ERFNet's upsampler: ``3 x 3`` transposed convolution with stride 2, padding 1, output padding 1,
     then BN and ReLU. ``(B, in_channels, H, W) -> (B, out_channels, 2H, 2W)``.
+
+    >>> import torch
+    >>> ERFUpsampler(16, 8)(torch.zeros(1, 16, 4, 4)).shape
+    torch.Size([1, 8, 8, 8])
     """
 
     def __init__(

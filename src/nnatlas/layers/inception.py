@@ -95,6 +95,17 @@ class InceptionV1(nn.Module):
     ``branch3_kernel_size`` is 3 by default: torchvision's GoogLeNet (and its pretrained weights) uses a 3x3
     convolution in the branch the paper gives a 5x5 (pytorch/vision issue 906). Keep 3 to load those
     weights; 5 gives the paper's module, whose ``state_dict`` then has 5x5 kernels in ``branch3.1``.
+
+    Module 3a of table 1, with the parameters of torchvision's ``Inception`` block:
+
+    >>> import torch
+    >>> from torchvision.models.googlenet import Inception
+    >>> block = InceptionV1(192, 64, 96, 128, 16, 32, 32)
+    >>> block.out_channels, block(torch.zeros(1, 192, 7, 7)).shape
+    (256, torch.Size([1, 256, 7, 7]))
+    >>> count = lambda m: sum(p.numel() for p in m.parameters())
+    >>> count(block), count(Inception(192, 64, 96, 128, 16, 32, 32))
+    (155872, 155872)
     """
 
     def __init__(
@@ -289,6 +300,17 @@ class InceptionA(nn.Module):
 
     Two stacked 3x3 convolutions see the 5x5 window of one 5x5 with ``18 C^2`` instead of ``25 C^2``
     weights. The released network (and torchvision) keeps one real 5x5 branch beside the factorized one.
+
+    Module Mixed_5b of Inception-v3, with the parameters of torchvision's ``InceptionA``:
+
+    >>> import torch
+    >>> from torchvision.models import inception
+    >>> block = InceptionA(192, pool_features=32)
+    >>> block(torch.zeros(1, 192, 5, 5)).shape  # 64 + 64 + 96 + 32 channels
+    torch.Size([1, 256, 5, 5])
+    >>> count = lambda m: sum(p.numel() for p in m.parameters())
+    >>> count(block), count(inception.InceptionA(192, pool_features=32))
+    (255904, 255904)
     """
 
     def __init__(self, in_channels: int, pool_features: int, *, conv_layer: ConvLayer = BasicConv2d) -> None:

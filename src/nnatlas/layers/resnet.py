@@ -19,7 +19,10 @@ NormLayer = Callable[[int], nn.Module]
 def conv3x3(
     in_planes: int, out_planes: int, stride: int = 1, groups: int = 1, dilation: int = 1
 ) -> nn.Conv2d:
-    """3x3 convolution without bias whose padding keeps the size at stride 1 (``padding = dilation``)."""
+    """3x3 convolution without bias whose padding keeps the size at stride 1 (``padding = dilation``).
+
+    ``(B, in_planes, H, W) -> (B, out_planes, ceil(H / stride), ceil(W / stride))``.
+    """
     return nn.Conv2d(
         in_planes,
         out_planes,
@@ -33,7 +36,10 @@ def conv3x3(
 
 
 def conv1x1(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2d:
-    """1x1 convolution without bias."""
+    """1x1 convolution without bias.
+
+    ``(B, in_planes, H, W) -> (B, out_planes, ceil(H / stride), ceil(W / stride))``.
+    """
     return nn.Conv2d(in_planes, out_planes, 1, stride=stride, bias=False)
 
 
@@ -63,7 +69,17 @@ class PadShortcut(nn.Module):
 class BasicBlock(nn.Module):
     """Two 3x3 convolutions with a shortcut: ``y = relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x))``.
 
-    Input ``(B, inplanes, H, W)``, output ``(B, planes, H/stride, W/stride)``.
+    Input ``(B, inplanes, H, W)``, output ``(B, planes, ceil(H/stride), ceil(W/stride))``; ``downsample``
+    must map the input to that shape when it changes (stride > 1 or ``inplanes != planes``).
+
+    >>> import torch
+    >>> from torchvision.models import resnet
+    >>> block = BasicBlock(64, 64)
+    >>> block(torch.zeros(1, 64, 8, 8)).shape
+    torch.Size([1, 64, 8, 8])
+    >>> count = lambda m: sum(p.numel() for p in m.parameters())
+    >>> count(block), count(resnet.BasicBlock(64, 64))  # 2 * 9 * 64^2 weights + 2 batch norms
+    (73984, 73984)
     """
 
     expansion: int = 1
@@ -109,6 +125,17 @@ class Bottleneck(nn.Module):
     Input ``(B, inplanes, H, W)``, output ``(B, planes * 4, ceil(H/stride), ceil(W/stride))``.
     ``stride_in_1x1=True`` puts the stride on the first 1x1 instead, as the paper's networks (He et al.
     2016, "ResNet v1"): the same parameters and ``state_dict`` keys, fewer multiply-adds, another network.
+
+    >>> import torch
+    >>> from torch import nn
+    >>> from torchvision.models import resnet
+    >>> shortcut = lambda: nn.Sequential(conv1x1(256, 512, stride=2), nn.BatchNorm2d(512))
+    >>> block = Bottleneck(256, 128, stride=2, downsample=shortcut())  # first block of ResNet-50's layer2
+    >>> block(torch.zeros(1, 256, 8, 8)).shape
+    torch.Size([1, 512, 4, 4])
+    >>> count = lambda m: sum(p.numel() for p in m.parameters())
+    >>> count(block) == count(resnet.Bottleneck(256, 128, stride=2, downsample=shortcut()))
+    True
     """
 
     expansion: int = 4

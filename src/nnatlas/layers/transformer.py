@@ -93,6 +93,20 @@ class TransformerEncoderLayer(nn.Module):
     unbatched), ``src_mask`` ``(S, S)`` or ``(B * nhead, S, S)``, ``src_key_padding_mask`` ``(B, S)``,
     ``is_causal`` (a hint that ``src_mask`` is causal; without a mask, the causal mask is applied).
     **Returns** the same shape as ``src``.
+
+    The parameters and ``state_dict`` of ``torch.nn.TransformerEncoderLayer``:
+
+    >>> import torch
+    >>> from torch import nn
+    >>> layer = TransformerEncoderLayer(16, 4, dim_feedforward=32, batch_first=True)
+    >>> layer(torch.zeros(2, 5, 16)).shape  # (B, S, d_model)
+    torch.Size([2, 5, 16])
+    >>> reference = nn.TransformerEncoderLayer(16, 4, dim_feedforward=32, batch_first=True)
+    >>> count = lambda m: sum(p.numel() for p in m.parameters())
+    >>> count(layer), count(reference)  # attention 1088, feed-forward 1072, two norms 64
+    (2224, 2224)
+    >>> layer.load_state_dict(reference.state_dict())
+    <All keys matched successfully>
     """
 
     def __init__(
@@ -299,8 +313,9 @@ class TransformerEncoder(nn.Module):
     this encoder never packs a padded batch into a nested tensor (``use_nested_tensor`` is ``False``), so
     every position of the output is computed: where torch's inference fast path returns 0 (before
     ``norm``) at padded positions, ours returns the layers' output, and the non-padded positions agree.
-    Forward: ``src``, ``mask``, ``src_key_padding_mask``, ``is_causal`` as in
-    :class:`TransformerEncoderLayer`.
+    Forward: ``src`` ``(S, B, d_model)`` (``(B, S, d_model)`` with ``batch_first``, ``(S, d_model)``
+    unbatched), ``mask`` ``(S, S)`` or ``(B * nhead, S, S)``, ``src_key_padding_mask`` ``(B, S)``,
+    ``is_causal`` as in :class:`TransformerEncoderLayer`. **Returns** the same shape as ``src``.
     """
 
     def __init__(
@@ -356,10 +371,22 @@ class TransformerDecoder(nn.Module):
     """``num_layers`` copies of ``decoder_layer`` applied in turn, then the optional ``norm``.
 
     ``torch.nn.TransformerDecoder``'s signature and ``state_dict`` keys. Forward as
-    :class:`TransformerDecoderLayer`; ours, keyword-only: ``cache`` (from :meth:`new_cache`), with which
+    :class:`TransformerDecoderLayer`: ``tgt`` ``(T, B, d_model)`` (``(B, T, d_model)`` with
+    ``batch_first``), ``memory`` ``(S, B, d_model)``, **returns** the shape of ``tgt``. Ours,
+    keyword-only: ``cache`` (from :meth:`new_cache`), with which
     each call passes only the new target positions and earlier keys/values are reused. The new positions
     follow the cached ones: give them a causal ``tgt_mask`` aligned to the end of the keys,
     ``causal_mask(T, len(cache) + T, alignment="lower_right")``, when there is more than one.
+
+    >>> import torch
+    >>> layer = TransformerDecoderLayer(16, 4, dim_feedforward=32, dropout=0.0, batch_first=True)
+    >>> decoder = TransformerDecoder(layer, num_layers=2).eval()
+    >>> memory = torch.zeros(1, 7, 16)  # (B, S, d_model)
+    >>> cache = decoder.new_cache()
+    >>> for t in range(3):  # one new target position per call
+    ...     out = decoder(torch.zeros(1, 1, 16), memory, cache=cache)
+    >>> out.shape, len(cache)
+    (torch.Size([1, 1, 16]), 3)
     """
 
     def __init__(self, decoder_layer: nn.Module, num_layers: int, norm: nn.Module | None = None) -> None:
@@ -369,6 +396,7 @@ class TransformerDecoder(nn.Module):
         self.norm = norm
 
     def new_cache(self) -> DecoderCache:
+        """An empty :class:`DecoderCache` with one (self, cross) pair of caches per layer."""
         return DecoderCache(self.num_layers)
 
     def forward(
@@ -410,7 +438,7 @@ class Transformer(nn.Module):
     parameter with more than one dimension is re-initialised Xavier-uniform, as torch does. Same
     signature, ``state_dict`` keys (``encoder.*``, ``decoder.*``) and numbers as ``torch.nn.Transformer``;
     ``custom_encoder`` / ``custom_decoder`` replace the stacks. The input embedding, positional encoding
-    and output projection are not part of it (see :class:`nnatlas.models.seq2seq.TransformerSeq2Seq`).
+    and output projection are not part of it (see :class:`nnatlas.models.seq2seq.transformer.TransformerSeq2Seq`).
 
     **Forward:** ``src`` ``(S, B, d_model)``, ``tgt`` ``(T, B, d_model)`` (batch first with
     ``batch_first``, or unbatched ``(S, d_model)`` / ``(T, d_model)``), the masks of
@@ -556,7 +584,7 @@ class LearnedPositionalEncoding(nn.Module):
     """Adds a learned ``(max_len, d_model)`` table of position vectors (as in BERT / GPT) to the input.
 
     ``forward(x, offset=k)`` uses positions ``k .. k + T - 1``; positions beyond ``max_len`` raise
-    ``ValueError``. Initialised from ``N(0, 0.02^2)``.
+    ``ValueError``. Initialised from ``N(0, 0.02^2)``. ``(B, T, d_model) -> (B, T, d_model)``.
     """
 
     def __init__(self, d_model: int, max_len: int = 512) -> None:
