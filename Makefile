@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.nnatlas-installed
 
-.PHONY: demo test venv lint contracts pytest bench clean
+.PHONY: demo test venv lint contracts pytest bench docs clean
 
 venv: $(STAMP)
 
@@ -29,8 +29,20 @@ pytest: venv
 
 test: lint contracts pytest
 
+# The documentation: Sphinx with warnings as errors and the gallery executed, then the built site opened in
+# headless Chromium (tests/docs/test_built_site.py: no console errors, every image decodes, screenshots).
+DOCS_STAMP := $(VENV)/.nnatlas-docs-installed
+$(DOCS_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,docs]'
+	touch $(DOCS_STAMP)
+
+docs: $(DOCS_STAMP)
+	rm -rf docs/_build docs/gallery
+	MPLBACKEND=Agg $(BIN)/sphinx-build -W --keep-going -n -b html docs docs/_build/html
+	NNATLAS_DOCS_BUILT=1 $(BIN)/python -m pytest -q -p no:cacheprovider tests/docs/test_built_site.py
+
 bench: venv
 	$(BIN)/python -m benchmarks
 
 clean:
-	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) build docs/_build docs/gallery *.egg-info src/*.egg-info .pytest_cache .ruff_cache

@@ -86,8 +86,18 @@ class _Session:
         self.ws.settimeout(30)
 
 
-def open_page(path: Path, *, width: int = 1000, height: int = 1400, mobile: bool = False) -> PageResult:
-    """Load ``path`` in headless Chromium; see the module documentation."""
+def open_page(
+    path: Path,
+    *,
+    width: int = 1000,
+    height: int = 1400,
+    mobile: bool = False,
+    full_page: bool = True,
+    local: str | None = None,
+) -> PageResult:
+    """Load ``path`` in headless Chromium; see the module documentation. The screenshot is the whole page
+    (up to 6000 px) or, with ``full_page=False``, the first ``width`` x ``height`` of it. Requests under the
+    URL prefix ``local`` (a built site's own folder) are not reported."""
     pytest.importorskip("websocket", reason="websocket-client is needed to drive Chromium")
     exe = chromium()
     profile = tempfile.mkdtemp(prefix="nnatlas-chromium-")
@@ -137,7 +147,7 @@ def open_page(path: Path, *, width: int = 1000, height: int = 1400, mobile: bool
                 out.errors.append(p["entry"]["text"])
             elif m == "Network.requestWillBeSent":
                 req = p["request"]["url"]
-                if req != url and not req.startswith("data:"):
+                if req != url and not req.startswith("data:") and not (local and req.startswith(local)):
                     out.requests.append(req)
         check = (
             "JSON.stringify({images: document.images.length, "
@@ -156,7 +166,13 @@ def open_page(path: Path, *, width: int = 1000, height: int = 1400, mobile: bool
             "Page.captureScreenshot",
             format="png",
             captureBeyondViewport=True,
-            clip={"x": 0, "y": 0, "width": width, "height": min(content["height"], 6000), "scale": 1},
+            clip={
+                "x": 0,
+                "y": 0,
+                "width": width,
+                "height": min(content["height"], 6000 if full_page else height),
+                "scale": 1,
+            },
         )
         out.screenshot = base64.b64decode(shot["data"])
         s.ws.close()
