@@ -59,3 +59,14 @@ def test_erf_of_a_deep_relu_net_is_smaller_than_its_theoretical_field():
 def test_unknown_layer_lists_the_closest_first():
     with pytest.raises(ValueError, match=r"unknown layer '3x'; valid choices \(closest first\): 3, "):
         effective_receptive_field(box_stack(4), (1, 1, 16, 16), layer="3x")
+
+
+def test_a_dead_centre_unit_is_an_error_not_an_empty_field():
+    """A ReLU whose centre unit is inactive on every sample has no gradient to measure: a clear error, not
+    an all-zero heat map with extent 0."""
+    conv = nn.Conv2d(1, 1, 3, padding=1)
+    nn.init.zeros_(conv.weight)
+    nn.init.constant_(conv.bias, -1.0)  # output -1 everywhere: the ReLU after it is never active
+    model = nn.Sequential(conv, nn.ReLU())
+    with pytest.raises(ValueError, match="zero gradient"):
+        effective_receptive_field(model, (1, 1, 9, 9), layer="1", samples=3)

@@ -36,3 +36,28 @@ def test_activation_stats_plot(tmp_path):
         plot_activation_stats(ActivationStats(rows=()), tmp_path / "b.png")
     with pytest.raises(ValueError, match="no activation rows"):
         plot_activation_stats(stats, tmp_path / "c.png", types=("GELU",))
+
+
+def test_without_a_path_every_plot_returns_the_open_figure(tmp_path):
+    """``path=None``: the figure comes back open (a notebook or a gallery page shows it), nothing written."""
+    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
+
+    from nnatlas.analysis import activation_stats, gradient_flow
+    from nnatlas.viz import plot_activation_functions, plot_activation_stats, plot_curves, plot_gradient_flow
+
+    model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
+    x, y = torch.randn(5, 4), torch.randint(0, 2, (5,))
+    flow = gradient_flow(model, x, torch.nn.functional.cross_entropy, target=y)
+    figures = [
+        plot_gradient_flow(flow),
+        plot_activation_stats(activation_stats(model, x)),
+        plot_activation_functions({"relu": torch.relu, "sigmoid": torch.sigmoid}),
+        plot_curves(
+            [{"epoch": 1, "train_loss": 1.0, "val_acc": 0.5}, {"epoch": 2, "train_loss": 0.5, "val_acc": 0.7}]
+        ),
+    ]
+    for fig in figures:
+        assert isinstance(fig, Figure) and plt.fignum_exists(fig.number) and fig.axes
+        plt.close(fig)
+    assert plot_gradient_flow(flow, tmp_path / "g.png") is None and (tmp_path / "g.png").stat().st_size > 0

@@ -151,7 +151,12 @@ def effective_receptive_field(
     assert heat is not None
     heat = (heat / samples).detach().to("cpu", torch.float64)
     peak = heat.max()
-    heatmap = heat / peak if peak > 0 else heat
+    if not peak > 0:  # e.g. a ReLU whose centre unit is inactive on every sample: no field to measure
+        raise ValueError(
+            f"the centre unit of {layer!r} has zero gradient with respect to the input on all {samples} "
+            "samples (an inactive ReLU or a constant output?); measure another layer or use more samples"
+        )
+    heatmap = heat / peak
     bounds = _bounds(heatmap, mass)
     return EffectiveReceptiveField(
         layer=layer,

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
 
 import torch
 
 from nnatlas.viz.style import PALETTE, figure, save
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 __all__ = ["activation_curves", "plot_activation_functions"]
 
@@ -45,13 +49,18 @@ def activation_curves(
 
 def plot_activation_functions(
     functions: Mapping[str, Callable[[torch.Tensor], torch.Tensor]],
-    path: str | os.PathLike,
+    path: str | os.PathLike | None = None,
     *,
     low: float = -6.0,
     high: float = 6.0,
     title: str = "",
-) -> None:
-    """Save a PNG with every function ``f`` (left) and its derivative ``f'`` (right) over ``[low, high]``."""
+) -> Figure | None:
+    """Save a PNG with every function ``f`` (left) and its derivative ``f'`` (right) over ``[low, high]``.
+
+    Returns:
+        ``None`` once the PNG is written at ``path``; with ``path=None`` the open matplotlib
+        ``Figure`` instead, to show or to draw on.
+    """
     curves = activation_curves(functions, low=low, high=high)
     fig, (a, b) = figure(1, 2, width=4.6, height=3.6)
     for (name, (x, y, dy)), colour in zip(curves.items(), PALETTE * 4, strict=False):
@@ -62,4 +71,4 @@ def plot_activation_functions(
     b.set_xlabel("x")
     b.set_ylabel("f'(x)")
     a.legend()
-    save(fig, path, title=title)
+    return save(fig, path, title=title)

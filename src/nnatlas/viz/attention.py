@@ -5,21 +5,28 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 
 def plot_attention_heads(
     weights: Any,
-    path: str | os.PathLike,
+    path: str | os.PathLike | None = None,
     *,
     query_labels: Sequence[str] | None = None,
     key_labels: Sequence[str] | None = None,
     title: str = "",
-) -> None:
+) -> Figure | None:
     """Save a PNG with one heat map per head of ``weights`` ``(H, L, S)`` (rows: queries, columns: keys).
 
     ``weights`` is anything ``numpy.asarray`` accepts (a CPU tensor, an array); each row of a head is a
     distribution over the keys, so the colour scale is fixed to [0, 1].
+
+    Returns:
+        ``None`` once the PNG is written at ``path``; with ``path=None`` the open matplotlib
+        ``Figure`` instead, to show or to draw on.
     """
     import numpy as np
 
@@ -51,4 +58,4 @@ def plot_attention_heads(
         if h % cols == 0:
             ax.set_ylabel("query", fontsize=8)
     fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.8, label="attention weight")
-    save(fig, path, title=title)
+    return save(fig, path, title=title)

@@ -4,11 +4,21 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 
-def plot_curves(records: Sequence[Mapping[str, Any]], path: str | os.PathLike, *, title: str = "") -> None:
-    """Save a PNG with the losses (left) and every ``*_acc`` column (right) against the epoch."""
+def plot_curves(
+    records: Sequence[Mapping[str, Any]], path: str | os.PathLike | None = None, *, title: str = ""
+) -> Figure | None:
+    """Save a PNG with the losses (left) and every ``*_acc`` column (right) against the epoch.
+
+    Returns:
+        ``None`` once the PNG is written at ``path``; with ``path=None`` the open matplotlib
+        ``Figure`` instead, to show or to draw on.
+    """
     from nnatlas.viz.style import figure, save
 
     if not records:
@@ -30,7 +40,7 @@ def plot_curves(records: Sequence[Mapping[str, Any]], path: str | os.PathLike, *
     if acc_keys:
         ax_acc.legend()
     ax_acc.grid(alpha=0.3)
-    save(fig, path, title=title)
+    return save(fig, path, title=title)
 
 
 def _value(record: Mapping[str, Any], key: str) -> float:

@@ -3,15 +3,25 @@
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 from nnatlas.analysis.erf import EffectiveReceptiveField
 
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
-def plot_erf(erf: EffectiveReceptiveField, path: str | os.PathLike, *, title: str = "") -> None:
+
+def plot_erf(
+    erf: EffectiveReceptiveField, path: str | os.PathLike | None = None, *, title: str = ""
+) -> Figure | None:
     """Save a PNG of a 2-d :class:`~nnatlas.analysis.EffectiveReceptiveField` heat map.
 
     The dashed square is the theoretical receptive field of the centre element (clipped to the image), the
     solid one the measured extent holding ``erf.mass`` of the heat map.
+
+    Returns:
+        ``None`` once the PNG is written at ``path``; with ``path=None`` the open matplotlib
+        ``Figure`` instead, to show or to draw on.
     """
     from matplotlib.patches import Rectangle
 
@@ -40,4 +50,4 @@ def plot_erf(erf: EffectiveReceptiveField, path: str | os.PathLike, *, title: st
     )
     ax.set_xlabel("x (input pixels)")
     ax.set_ylabel("y (input pixels)")
-    save(fig, path)
+    return save(fig, path)

@@ -12,10 +12,14 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import torch
 
 from nnatlas.viz.style import figure, save
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 
 def _normalise(x: torch.Tensor) -> torch.Tensor:
@@ -47,11 +51,11 @@ def _as_chw(name: str, value: torch.Tensor) -> torch.Tensor:
 
 def plot_feature_maps(
     maps: Mapping[str, torch.Tensor],
-    path: str | os.PathLike,
+    path: str | os.PathLike | None = None,
     *,
     channels: int = 16,
     title: str = "",
-) -> None:
+) -> Figure | None:
     """Save a PNG grid: one row per layer (in the order of ``maps``), its first ``channels`` channels.
 
     Args:
@@ -62,6 +66,10 @@ def plot_feature_maps(
 
     Each row is labelled with the layer name and its ``CxHxW`` shape; each panel is scaled to its own
     minimum and maximum (``viridis``).
+
+    Returns:
+        ``None`` once the PNG is written at ``path``; with ``path=None`` the open matplotlib
+        ``Figure`` instead, to show or to draw on.
     """
     if isinstance(channels, bool) or not isinstance(channels, int) or channels < 1:
         raise ValueError(f"channels must be a positive int; got {channels!r}")
@@ -84,15 +92,21 @@ def plot_feature_maps(
         axes[row][0].set_ylabel(
             f"{name or '(model)'}\n{c}x{h}x{w}", fontsize=8, rotation=0, ha="right", va="center"
         )
-    save(fig, path, title=title)
+    return save(fig, path, title=title)
 
 
-def plot_filters(weight: torch.Tensor, path: str | os.PathLike, *, title: str = "", limit: int = 96) -> None:
+def plot_filters(
+    weight: torch.Tensor, path: str | os.PathLike | None = None, *, title: str = "", limit: int = 96
+) -> Figure | None:
     """Save a PNG of a convolution's kernels ``weight`` ``(O, I, kh, kw)``, one small image per filter.
 
     ``I == 3``: each filter as an RGB image (its three input channels), scaled to ``[0, 1]`` by its own
     minimum and maximum; otherwise the mean over the ``I`` input channels, in grey. At most ``limit``
     filters are drawn (the first ones), in a near-square grid.
+
+    Returns:
+        ``None`` once the PNG is written at ``path``; with ``path=None`` the open matplotlib
+        ``Figure`` instead, to show or to draw on.
     """
     if not isinstance(weight, torch.Tensor) or weight.dim() != 4 or weight.numel() == 0:
         shape = tuple(weight.shape) if isinstance(weight, torch.Tensor) else type(weight).__name__
@@ -117,4 +131,4 @@ def plot_filters(weight: torch.Tensor, path: str | os.PathLike, *, title: str = 
             ax.imshow(_normalise(w[k].mean(dim=0)).numpy(), cmap="gray", interpolation="nearest")
     what = "RGB" if i == 3 else f"mean over {i} input channel{'s' if i > 1 else ''}"
     note = f" (first {shown} of {o})" if shown < o else ""
-    save(fig, path, title=f"{title + chr(10) if title else ''}{o} filters {kh}x{kw}, {what}{note}")
+    return save(fig, path, title=f"{title + chr(10) if title else ''}{o} filters {kh}x{kw}, {what}{note}")

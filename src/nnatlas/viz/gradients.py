@@ -4,16 +4,28 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from nnatlas.analysis.gradients import ActivationStats, GradientFlow
 from nnatlas.viz.style import PALETTE, figure, save
 
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
 
 def plot_gradient_flow(
-    flows: Mapping[str, GradientFlow] | GradientFlow, path: str | os.PathLike, *, title: str = ""
-) -> None:
+    flows: Mapping[str, GradientFlow] | GradientFlow,
+    path: str | os.PathLike | None = None,
+    *,
+    title: str = "",
+) -> Figure | None:
     """Gradient norm per layer (log scale, first layer left): bars for one flow, one line per named flow
-    when there are several."""
+    when there are several.
+
+    Returns:
+        ``None`` once the PNG is written at ``path``; with ``path=None`` the open matplotlib
+        ``Figure`` instead, to show or to draw on.
+    """
     if isinstance(flows, GradientFlow):
         flows = {"": flows}
     if not flows:
@@ -33,11 +45,15 @@ def plot_gradient_flow(
     ax.set_yscale("log")
     ax.set_xlabel("layer (input side left)")
     ax.set_ylabel("gradient norm ||dL/dW||")
-    save(fig, path, title=title)
+    return save(fig, path, title=title)
 
 
 def plot_activation_stats(
-    stats: ActivationStats, path: str | os.PathLike, *, types: Sequence[str] = (), title: str = ""
+    stats: ActivationStats,
+    path: str | os.PathLike | None = None,
+    *,
+    types: Sequence[str] = (),
+    title: str = "",
 ) -> None:
     """Mean +- std of each leaf module's output (left) and its fractions of zeros and saturated units
     (right); ``types`` keeps only those module types (e.g. ``("ReLU",)``)."""
@@ -55,4 +71,4 @@ def plot_activation_stats(
     b.set_ylabel("fraction of units")
     b.set_ylim(0, 1)
     b.legend()
-    save(fig, path, title=title)
+    return save(fig, path, title=title)

@@ -12,12 +12,16 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import torch
 
 from nnatlas.analysis.erf import EffectiveReceptiveField
 from nnatlas.analysis.receptive_field import LayerField
 from nnatlas.viz.style import PALETTE, figure, save
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 
 def _rgb(image: torch.Tensor):
@@ -47,10 +51,10 @@ def plot_receptive_fields_on_image(
     image: torch.Tensor,
     fields: Mapping[str, LayerField],
     erf: EffectiveReceptiveField | None,
-    path: str | os.PathLike,
+    path: str | os.PathLike | None = None,
     *,
     title: str = "",
-) -> None:
+) -> Figure | None:
     """Save a PNG of ``image`` ``(3, H, W)`` with each layer's theoretical field and, if given, the ERF.
 
     Args:
@@ -62,6 +66,10 @@ def plot_receptive_fields_on_image(
             ``(H, W)``), or ``None`` for one panel.
         path: where the PNG goes.
         title: the figure's title.
+
+    Returns:
+        ``None`` once the PNG is written at ``path``; with ``path=None`` the open matplotlib
+        ``Figure`` instead, to show or to draw on.
     """
     rgb = _rgb(image)
     h, w = rgb.shape[:2]
@@ -122,4 +130,4 @@ def plot_receptive_fields_on_image(
         )
     if title:  # above the panel titles (save's suptitle would overlap them)
         fig.suptitle(title, y=1.03)
-    save(fig, path)
+    return save(fig, path)

@@ -51,13 +51,17 @@ def figure(nrows: int = 1, ncols: int = 1, *, width: float = 5.0, height: float 
     return fig, axes
 
 
-def save(fig, path: str | os.PathLike, *, title: str = "") -> None:
-    """Save ``fig`` as a PNG at ``path`` (tight layout) and close it."""
+def save(fig, path: str | os.PathLike | None = None, *, title: str = ""):
+    """Save ``fig`` as a PNG at ``path`` (tight layout) and close it; with ``path=None`` return ``fig``
+    open instead (to show in a notebook or a gallery page, or to draw on)."""
     import matplotlib.pyplot as plt
 
     if title:
         fig.suptitle(title)
     if fig.get_layout_engine() is None:
         fig.tight_layout()
+    if path is None:
+        return fig
     fig.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(fig)
+    return None
