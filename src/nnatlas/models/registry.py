@@ -89,7 +89,22 @@ def get_model_info(name: str) -> ModelInfo:
 
 
 def create_model(name: str, *, num_classes: int | None = None, **kwargs: Any) -> nn.Module:
-    """Build a registered model; ``num_classes`` is passed on only when given."""
+    """Build a registered model; ``num_classes`` is passed on only when given.
+
+    ``kwargs`` go to the model's builder (see its page: ``resnet18``, ``unet``, ...). An unknown name
+    raises ``ValueError`` listing the closest registered names.
+
+    >>> import torch
+    >>> model = create_model("cifar_resnet20", num_classes=10, in_channels=1)
+    >>> model(torch.zeros(2, 1, 8, 8)).shape  # (B, C, H, W) -> (B, num_classes)
+    torch.Size([2, 10])
+    >>> sum(p.numel() for p in model.parameters())
+    269434
+    >>> list_models("resnet*"), list_models(task="seq2seq")
+    (['resnet101', 'resnet152', 'resnet18', 'resnet34', 'resnet50'], ['lstm_seq2seq', 'transformer_seq2seq'])
+    >>> get_model_info("resnet18").input_size
+    (3, 64, 64)
+    """
     info = get_model_info(name)
     if num_classes is not None:
         if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1:

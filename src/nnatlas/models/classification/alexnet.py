@@ -30,7 +30,11 @@ from nnatlas.models.registry import register_model
 
 torch.fx.wrap("check_image_input")
 
+__all__ = ["TORCHVISION_WIDTHS", "PAPER_WIDTHS", "paper_lrn", "AlexNet", "alexnet"]
+
+#: Output channels of the five convolutions in torchvision's single-tower AlexNet (the default).
 TORCHVISION_WIDTHS = (64, 192, 384, 256, 256)
+#: Output channels of the five convolutions in the paper (figure 2, both GPUs together).
 PAPER_WIDTHS = (96, 256, 384, 384, 256)
 
 
@@ -105,10 +109,14 @@ class AlexNet(nn.Module):
         self.num_features = c5
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The five convolutions and three max pools: ``(B, in_channels, H, W) -> (B, widths[4], h, w)``,
+        ``h = (H - 63) // 32 + 1`` (6 for a 224x224 input)."""
         x = check_image_input(x, in_channels=self.in_channels, min_size=self.min_size, model="AlexNet")
         return self.features(x)  # (B, widths[4], (H - 63) // 32 + 1, ...)
 
     def forward_head(self, x: torch.Tensor) -> torch.Tensor:
+        """The 6x6 adaptive average pool and the three fully connected layers:
+        ``(B, widths[4], h, w) -> (B, num_classes)``."""
         x = torch.flatten(self.avgpool(x), 1)  # (B, widths[4] * 36)
         return self.classifier(x)  # (B, num_classes)
 

@@ -15,9 +15,40 @@ from torch import nn
 from nnatlas.layers import BasicBlock, PadShortcut
 from nnatlas.models.registry import register_model
 
+__all__ = [
+    "CifarResNet",
+    "cifar_resnet20",
+    "cifar_resnet32",
+    "cifar_resnet44",
+    "cifar_resnet56",
+    "cifar_resnet110",
+    "cifar_plain20",
+    "cifar_plain32",
+    "cifar_plain44",
+    "cifar_plain56",
+    "cifar_plain110",
+]
+
 
 class CifarResNet(nn.Module):
-    """``(B, in_channels, H, W) -> (B, num_classes)``; ``forward_features`` returns ``(B, 64, H/4, W/4)``."""
+    """``(B, in_channels, H, W) -> (B, num_classes)``; ``forward_features`` returns ``(B, 64, H/4, W/4)``.
+
+    Args:
+        depth: ``6n + 2`` layers (20, 32, 44, 56, 110, ...), ``n`` basic blocks per stage.
+        num_classes: outputs of the classifier.
+        in_channels: channels of the input images.
+        residual: keep the shortcuts (``False``: the plain network of the degradation experiment).
+        widths: channels of the three stages (the paper's 16, 32, 64).
+
+    >>> import torch
+    >>> model = CifarResNet(20, num_classes=10)
+    >>> sum(p.numel() for p in model.parameters())  # the paper's "0.27M"
+    269722
+    >>> model(torch.zeros(2, 3, 32, 32)).shape
+    torch.Size([2, 10])
+    >>> model.forward_features(torch.zeros(2, 3, 32, 32)).shape
+    torch.Size([2, 64, 8, 8])
+    """
 
     def __init__(
         self,
@@ -62,12 +93,14 @@ class CifarResNet(nn.Module):
                 nn.init.zeros_(m.bias)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The stem and the three stages: ``(B, in_channels, H, W) -> (B, widths[2], H/4, W/4)``."""
         x = self.relu(self.bn1(self.conv1(x)))  # (B, 16, H, W)
         x = self.layer1(x)  # (B, 16, H, W)
         x = self.layer2(x)  # (B, 32, H/2, W/2)
         return self.layer3(x)  # (B, 64, H/4, W/4)
 
     def forward_head(self, x: torch.Tensor) -> torch.Tensor:
+        """Global average pooling and the classifier: ``(B, widths[2], h, w) -> (B, num_classes)``."""
         return self.fc(torch.flatten(self.avgpool(x), 1))  # (B, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

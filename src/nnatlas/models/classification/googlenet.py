@@ -73,6 +73,8 @@ from nnatlas.models.registry import register_model
 
 torch.fx.wrap("check_image_input")
 
+__all__ = ["GoogLeNetOutputs", "transform_input", "paper_lrn", "GoogLeNet", "googlenet"]
+
 
 class GoogLeNetOutputs(NamedTuple):
     """Training-mode outputs, in torchvision's order; each ``(B, num_classes)``."""
@@ -85,6 +87,8 @@ class GoogLeNetOutputs(NamedTuple):
 def transform_input(x: torch.Tensor) -> torch.Tensor:
     """Map an ImageNet-normalised image (torchvision's mean / std) to the ``[-1, 1]`` scaling
     ``(pixel - 0.5) / 0.5`` that the weights ported from TensorFlow expect: ``x * std/0.5 + (mean-0.5)/0.5``.
+
+    ``x``: ``(B, 3, H, W)`` -> ``(B, 3, H, W)``.
     """
     x_ch0 = torch.unsqueeze(x[:, 0], 1) * (0.229 / 0.5) + (0.485 - 0.5) / 0.5
     x_ch1 = torch.unsqueeze(x[:, 1], 1) * (0.224 / 0.5) + (0.456 - 0.5) / 0.5
@@ -218,10 +222,13 @@ class GoogLeNet(nn.Module):
         return x, aux2, aux1
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The stem and the nine Inception modules, without the auxiliary classifiers:
+        ``(B, in_channels, H, W) -> (B, 1024, H/32, W/32)`` (sizes rounded up)."""
         x = check_image_input(x, in_channels=self.in_channels, min_size=self.min_size, model="GoogLeNet")
         return self._features(x, with_aux=False)[0]
 
     def forward_head(self, x: torch.Tensor) -> torch.Tensor:
+        """Global average pooling, dropout and the classifier: ``(B, 1024, h, w) -> (B, num_classes)``."""
         x = torch.flatten(self.avgpool(x), 1)  # (B, 1024)
         return self.fc(self.dropout(x))  # (B, num_classes)
 

@@ -2,7 +2,7 @@
 
 The paper's table 1 network ("Inception-v2") replaces GoogLeNet's 7x7 stem and large convolutions by
 stacks of 3x3 convolutions, then runs three groups of factorized Inception modules separated by grid-size
-reduction modules (all in :mod:`nnatlas.layers.inception`)::
+reduction modules (all in :mod:`nnatlas.layers`)::
 
     stem (3x3/2, 3x3, 3x3, pool, 1x1, 3x3, pool)      299 -> 35 (192 channels)
     3 x InceptionA (figure 5: 5x5 -> two 3x3)          35x35, 256 / 288 / 288 channels
@@ -51,6 +51,8 @@ from nnatlas.models.classification.googlenet import transform_input as _transfor
 from nnatlas.models.registry import register_model
 
 torch.fx.wrap("check_image_input")
+
+__all__ = ["InceptionOutputs", "Inception3", "inception_v3"]
 
 
 class InceptionOutputs(NamedTuple):
@@ -141,10 +143,13 @@ class Inception3(nn.Module):
         return x, aux
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The stem and the eleven Inception modules, without the auxiliary classifier:
+        ``(B, in_channels, H, W) -> (B, 2048, h, w)``, ``h = 8`` for ``H = 299``."""
         x = check_image_input(x, in_channels=self.in_channels, min_size=self.min_size, model="Inception3")
         return self._features(x, with_aux=False)[0]
 
     def forward_head(self, x: torch.Tensor) -> torch.Tensor:
+        """Global average pooling, dropout and the classifier: ``(B, 2048, h, w) -> (B, num_classes)``."""
         x = self.dropout(self.avgpool(x))  # (B, 2048, 1, 1)
         return self.fc(torch.flatten(x, 1))  # (B, num_classes)
 

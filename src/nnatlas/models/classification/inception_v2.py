@@ -62,6 +62,8 @@ from nnatlas.models.registry import register_model
 
 torch.fx.wrap("check_image_input")
 
+__all__ = ["BNInception", "inception_v2"]
+
 
 class BNInception(nn.Module):
     """``(B, in_channels, H, W) -> (B, num_classes)``; ``forward_features`` gives ``(B, 1024, H/32, W/32)``.
@@ -136,6 +138,7 @@ class BNInception(nn.Module):
                     nn.init.zeros_(m.bias)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The stem and the ten Inception modules: ``(B, in_channels, H, W) -> (B, 1024, H/32, W/32)``."""
         x = check_image_input(x, in_channels=self.in_channels, min_size=self.min_size, model="BNInception")
         x = self.maxpool1(self.conv1(x))  # (B, 64, H/4, W/4)
         x = self.maxpool2(self.conv3(self.conv2(x)))  # (B, 192, H/8, W/8)
@@ -147,6 +150,7 @@ class BNInception(nn.Module):
         return self.inception5b(self.inception5a(x))  # (B, 1024, H/32, W/32)
 
     def forward_head(self, x: torch.Tensor) -> torch.Tensor:
+        """Global average pooling, dropout and the classifier: ``(B, 1024, h, w) -> (B, num_classes)``."""
         x = torch.flatten(self.avgpool(x), 1)  # (B, 1024)
         return self.fc(self.dropout(x))  # (B, num_classes)
 

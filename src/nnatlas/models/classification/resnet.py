@@ -43,6 +43,8 @@ from nnatlas.models.registry import register_model
 
 torch.fx.wrap("check_image_input")
 
+__all__ = ["ResNet", "resnet18", "resnet34", "resnet50", "resnet101", "resnet152"]
+
 Block = type[BasicBlock] | type[Bottleneck]
 
 
@@ -121,6 +123,7 @@ class ResNet(nn.Module):
         self.output_stride = 4 * 2 ** sum(not d for d in dil)
         #: channels and strides of the maps :meth:`forward_intermediates` returns (stem, layer1 .. layer4).
         self.intermediate_channels = (64, *self.stage_channels)
+        #: strides of those maps (2, 4, 8, 16, 32, or less where a stride became a dilation).
         self.intermediate_strides = (2, 4, *(4 * 2 ** sum(not d for d in dil[: i + 1]) for i in range(3)))
 
         for m in self.modules():
@@ -181,6 +184,8 @@ class ResNet(nn.Module):
         return nn.Sequential(*layers)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The stem and the four stages: ``(B, in_channels, H, W) -> (B, 512 * expansion, H/s, W/s)``,
+        ``s`` the ``output_stride`` (32, or 16 / 8 with dilation; sizes rounded up)."""
         x = check_image_input(x, in_channels=self.in_channels, min_size=self.min_size, model="ResNet")
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))  # (B, 64, H/4, W/4)
         x = self.layer1(x)  # (B, 64 e, H/4, W/4), e = block.expansion
@@ -212,6 +217,7 @@ class ResNet(nn.Module):
         return out
 
     def forward_head(self, x: torch.Tensor) -> torch.Tensor:
+        """Global average pooling and the classifier: ``(B, 512 * expansion, h, w) -> (B, num_classes)``."""
         return self.fc(torch.flatten(self.avgpool(x), 1))  # (B, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -261,7 +267,21 @@ _REG = {"task": "classification", "input_size": (3, 64, 64), "min_size": 1}
 
 @register_model(**_REG)
 def resnet18(*, weights: str | None = None, progress: bool = True, **kwargs) -> ResNet:
-    """ResNet-18 (He et al. 2016): basic blocks (2, 2, 2, 2)."""
+    """ResNet-18 (He et al. 2016): basic blocks (2, 2, 2, 2).
+
+    ``weights="torchvision"`` loads torchvision's ImageNet weights; other keywords go to :class:`ResNet`.
+    ``(B, 3, H, W) -> (B, 1000)`` by default.
+
+    >>> import torch, torchvision
+    >>> model = resnet18(num_classes=10)
+    >>> model(torch.zeros(2, 3, 64, 64)).shape
+    torch.Size([2, 10])
+    >>> count = lambda m: sum(p.numel() for p in m.parameters())
+    >>> count(resnet18()), count(torchvision.models.resnet18())
+    (11689512, 11689512)
+    >>> resnet18().load_state_dict(torchvision.models.resnet18().state_dict())
+    <All keys matched successfully>
+    """
     return _resnet("resnet18", BasicBlock, (2, 2, 2, 2), weights, progress, **kwargs)
 
 

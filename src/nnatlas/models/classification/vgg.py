@@ -35,6 +35,21 @@ from nnatlas.models.registry import register_model
 
 torch.fx.wrap("check_image_input")
 
+__all__ = [
+    "WIDTHS",
+    "CONFIGS",
+    "VGG",
+    "vgg11",
+    "vgg11_bn",
+    "vgg13",
+    "vgg13_bn",
+    "vgg16",
+    "vgg16_bn",
+    "vgg19",
+    "vgg19_bn",
+]
+
+#: Output channels of the five stages.
 WIDTHS = (64, 128, 256, 512, 512)
 #: 3x3 convolutions per stage in the paper's table 1.
 CONFIGS: dict[str, tuple[int, int, int, int, int]] = {
@@ -132,6 +147,8 @@ class VGG(nn.Module):
                     nn.init.zeros_(m.bias)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The five stages: ``(B, in_channels, H, W) -> (B, 512, H // s, W // s)``, ``s`` the
+        ``output_stride`` (32, or less with ``replace_stride_with_dilation``)."""
         x = check_image_input(x, in_channels=self.in_channels, min_size=self.min_size, model="VGG")
         return self.features(x)  # (B, 512, H // 32, W // 32)
 
@@ -155,6 +172,8 @@ class VGG(nn.Module):
         return out
 
     def forward_head(self, x: torch.Tensor) -> torch.Tensor:
+        """The 7x7 adaptive average pool and the three fully connected layers:
+        ``(B, 512, h, w) -> (B, num_classes)``."""
         x = torch.flatten(self.avgpool(x), 1)  # (B, 512 * 7 * 7)
         return self.classifier(x)  # (B, num_classes)
 

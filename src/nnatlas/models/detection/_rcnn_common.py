@@ -224,7 +224,7 @@ class DetectionContract:
     """Mixin for torchvision's ``GeneralizedRCNN`` subclasses: the forward of every nnatlas R-CNN.
 
     Checks the images, refuses training without targets, and passes targets through
-    :func:`~nnatlas.models.detection._targets.sanitize_targets` (boxes clipped to the image, degenerate
+    ``nnatlas.models.detection._targets.sanitize_targets`` (boxes clipped to the image, degenerate
     ones dropped with a logged warning, labels checked against ``num_classes``) before torchvision's
     forward, which would assert on a degenerate box.
     """

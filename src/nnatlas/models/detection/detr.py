@@ -7,7 +7,7 @@ queries" (the empty object slots of the notes) and, attending to each other and 
 turns each into one prediction: ``K + 1`` class logits (the last is "no object") and a box
 ``(cx, cy, w, h)`` normalised to the image by a 3-layer MLP and a sigmoid. There are no anchors and no
 non-maximum suppression: training matches predictions to objects one-to-one (Hungarian algorithm, see
-:mod:`nnatlas.models.detection._detr_loss`) and the loss pushes every unmatched slot to "no object".
+``nnatlas.models.detection._detr_loss``) and the loss pushes every unmatched slot to "no object".
 
 As the official code (facebookresearch/detr): the encoder and decoder are post-norm Transformer layers
 whose attention adds a positional encoding to the queries and keys but not to the values, at every
@@ -50,7 +50,7 @@ from nnatlas.models.detection._single_common import (
 )
 from nnatlas.models.registry import register_model
 
-__all__ = ["DETR", "DETRTransformer", "SinePositionalEncoding2d", "detr", "detr_resnet50"]
+__all__ = ["DETR", "DETRTransformer", "SinePositionalEncoding2d", "detr", "DETR_SCALES", "detr_resnet50"]
 
 
 class SinePositionalEncoding2d(nn.Module):

@@ -12,7 +12,7 @@ smooth L1 on the deltas of positive samples (binary cross-entropy per mask pixel
 
 Everything but the backbone is torchvision's well-kept code (``AnchorGenerator``, ``RegionProposalNetwork``,
 ``RoIHeads``, ``MultiScaleRoIAlign``, ``GeneralizedRCNNTransform``, ``FeaturePyramidNetwork``); the
-backbone is the zoo's :class:`~nnatlas.models.classification.ResNet`. ``fasterrcnn_resnet50_fpn`` and
+backbone is the zoo's :class:`~nnatlas.models.classification.resnet.ResNet`. ``fasterrcnn_resnet50_fpn`` and
 ``maskrcnn_resnet50_fpn`` have torchvision's modules, ``state_dict`` keys and numbers (they load
 torchvision's state dicts with ``strict=True``); the ``*_small`` builders are CPU configurations for
 64-96 px scenes such as the embedded shapes.
@@ -22,7 +22,7 @@ Contract (torchvision's): ``model(images, targets)`` with ``images`` a list of `
 losses ``loss_classifier, loss_box_reg, loss_objectness, loss_rpn_box_reg`` (+ ``loss_mask``); eval mode
 returns per image ``{"boxes": (N, 4) xyxy in input pixels, "labels": (N,) int64, "scores": (N,)}``
 (+ ``"masks": (N, 1, H, W)`` probabilities). Targets first go through
-:func:`~nnatlas.models.detection._targets.sanitize_targets`: degenerate boxes and boxes outside the image
+``nnatlas.models.detection._targets.sanitize_targets``: degenerate boxes and boxes outside the image
 are dropped with a logged warning (torchvision would assert), images without objects train as background.
 """
 
@@ -67,9 +67,12 @@ __all__ = [
 class FasterRCNN(DetectionContract, tv_detection.FasterRCNN):
     """torchvision's ``FasterRCNN`` with nnatlas' input checks and target sanitising.
 
+    ``model(images, targets)``: ``images`` a list of ``(3, H, W)`` floats in ``[0, 1]``; training returns
+    the dict of losses, eval one ``{"boxes": (N, 4), "labels": (N,), "scores": (N,)}`` per image.
+
     Arguments:
         backbone: a module with ``out_channels`` returning an ordered dict of feature maps
-            (:class:`~nnatlas.models.detection._rcnn_common.ResNetFPN`).
+            (a zoo ResNet with a feature pyramid, ``nnatlas.models.detection._rcnn_common.ResNetFPN``).
         num_classes: classes including the background (labels ``1 .. num_classes - 1``).
         **kwargs: torchvision's ``FasterRCNN`` options (``min_size``, ``max_size``, ``rpn_*``, ``box_*``,
             ``rpn_anchor_generator``, ``box_roi_pool``, ``box_head``, ``box_predictor``, ...).
@@ -85,7 +88,12 @@ class FasterRCNN(DetectionContract, tv_detection.FasterRCNN):
 class MaskRCNN(DetectionContract, tv_detection.MaskRCNN):
     """torchvision's ``MaskRCNN`` with nnatlas' input checks and target sanitising; training targets need
     ``"masks"`` ``(N, H, W)`` uint8 (one binary mask per box). Arguments as :class:`FasterRCNN`, plus
-    ``mask_roi_pool``, ``mask_head``, ``mask_predictor``."""
+    ``mask_roi_pool``, ``mask_head``, ``mask_predictor``.
+
+    ``model(images, targets)``: ``images`` a list of ``(3, H, W)`` floats in ``[0, 1]``; training returns
+    the dict of losses, eval one ``{"boxes": (N, 4), "labels": (N,), "scores": (N,)}`` per image (plus
+    ``"masks": (N, 1, H, W)`` probabilities).
+    """
 
     def __init__(self, backbone: nn.Module, num_classes: int, **kwargs: Any) -> None:
         check_positive_int("num_classes", num_classes)

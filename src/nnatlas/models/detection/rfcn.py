@@ -169,8 +169,11 @@ class RFCN(DetectionContract, GeneralizedRCNN):
     """R-FCN on torchvision's ``GeneralizedRCNN``: transform, backbone, ``RegionProposalNetwork``, and
     ``RoIHeads`` whose RoI pooling, head and predictor are the position-sensitive ones.
 
+    ``model(images, targets)``: ``images`` a list of ``(3, H, W)`` floats in ``[0, 1]``; training returns
+    the dict of losses, eval one ``{"boxes": (N, 4), "labels": (N,), "scores": (N,)}`` per image.
+
     Arguments:
-        backbone: a :class:`~nnatlas.models.detection._rcnn_common.ResNetFPN`.
+        backbone: a zoo ResNet with a feature pyramid (``nnatlas.models.detection._rcnn_common.ResNetFPN``).
         num_classes: classes including the background.
         output_size: ``k``, bins per RoI side.
         head_channels: channels of the 1x1 convolution before the score maps.

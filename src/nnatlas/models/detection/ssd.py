@@ -55,7 +55,7 @@ __all__ = ["SSD", "SSDVGGBackbone", "ssd300_vgg16", "ssd_small"]
 
 class SSD(_TorchvisionSSD):
     """torchvision's ``SSD`` (same arguments, modules and numbers) with our input checks, and training
-    targets passed through :func:`~nnatlas.models.detection._targets.sanitize_targets` (boxes clipped to
+    targets passed through ``nnatlas.models.detection._targets.sanitize_targets`` (boxes clipped to
     the image; degenerate and outside boxes dropped with a warning), so that they never stop training.
 
     ``model(images, targets)``: ``images`` a list of ``(3, H, W)`` floats in ``[0, 1]`` (any sizes, each
@@ -256,7 +256,7 @@ def ssd_small(
 ) -> SSD:
     """A small SSD (Liu et al. 2016) for CPU training: default boxes on three maps of strides 8, 16, 32.
 
-    ``backbone``: ``"tiny"`` (default; :class:`~nnatlas.models.detection._single_common.TinyBackbone`,
+    ``backbone``: ``"tiny"`` (default; a small convolutional network of the detection package,
     widths 64, 128, 256 at those strides) or a zoo ResNet ``"resnet18"`` .. ``"resnet152"`` (``layer2`` ..
     ``layer4``; ``weights_backbone="torchvision"`` for ImageNet weights). Images are resized to
     ``image_size`` (96: maps of 12, 6 and 3 cells). Default-box ``scales`` (fractions of the image; map

@@ -56,8 +56,8 @@ from nnatlas.models.registry import register_model
 
 __all__ = ["DARKNET_CONFIG", "DarkNet24", "YOLOv1", "YOLOv1Head", "yolo_v1", "yolo_v1_loss"]
 
-#: The convolutional layers of figure 3: ``(kernel, out_channels, stride)``, ``"M"`` a 2 x 2 max pool of
-#: stride 2. 24 convolutions; 448 x 448 in, 7 x 7 x 1024 out (output stride 64).
+#: Convolutional layers of figure 3 as ``(kernel, out_channels, stride)`` tuples, ``"M"`` standing for a
+#: 2 x 2 max pool of stride 2. 24 convolutions; 448 x 448 in, 7 x 7 x 1024 out (output stride 64).
 DARKNET_CONFIG: tuple[tuple[int, int, int] | str, ...] = (
     (7, 64, 2),
     "M",
@@ -408,7 +408,7 @@ def yolo_v1(
 ) -> YOLOv1:
     """YOLO v1 (Redmon et al. 2016): an S x S grid of B boxes and C class scores per cell.
 
-    ``backbone``: ``"tiny"`` (default, the CPU configuration: :class:`TinyBackbone` read at stride 16,
+    ``backbone``: ``"tiny"`` (default, the CPU configuration: a small convolutional network read at stride 16,
     112 x 112 input, a conv head of 128 channels; 443,518 parameters for ``num_classes=5``), ``"darknet"`` (the
     paper's network of figure 3 at 448 x 448 with the fully connected head: 271,703,550 parameters for
     ``num_classes=21``; ``darknet_norm=True`` adds batch norm after each convolution, YOLO v2's change) or

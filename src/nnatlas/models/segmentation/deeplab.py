@@ -59,6 +59,21 @@ from nnatlas.models.segmentation.fcn import FCNHead
 
 torch.fx.wrap("check_image_input")
 
+__all__ = [
+    "V3_RATES",
+    "DeepLabV1",
+    "DeepLabV2",
+    "DeepLabV3",
+    "DeepLabHead",
+    "DeepLabV3Plus",
+    "deeplab_v1",
+    "deeplab_v2",
+    "deeplab_v3",
+    "deeplabv3_resnet50",
+    "deeplabv3_resnet101",
+    "deeplab_v3plus",
+]
+
 #: ASPP rates of DeepLab v3 for each output stride (section 3.3 of the v3 paper).
 V3_RATES = {16: (6, 12, 18), 8: (12, 24, 36)}
 
@@ -120,11 +135,17 @@ class DeepLabV1(nn.Module):
 
 
 class DeepLabV2(ResNetSegmentationModel):
-    """A zoo ResNet at output stride 8 and :class:`~nnatlas.layers.ASPPSum` (rates 6, 12, 18, 24)."""
+    """A zoo ResNet at output stride 8 and :class:`~nnatlas.layers.ASPPSum` (rates 6, 12, 18, 24).
+
+    ``(B, C, H, W) -> {"out": (B, K, H, W)}`` (plus ``"aux"`` with an auxiliary classifier).
+    """
 
 
 class DeepLabV3(ResNetSegmentationModel):
-    """A zoo ResNet at output stride 16 or 8 and :class:`DeepLabHead` (ASPP, ``1 x 1``)."""
+    """A zoo ResNet at output stride 16 or 8 and :class:`DeepLabHead` (ASPP, ``1 x 1``).
+
+    ``(B, C, H, W) -> {"out": (B, K, H, W)}`` (plus ``"aux"`` with an auxiliary classifier).
+    """
 
 
 class DeepLabHead(nn.Sequential):

@@ -32,6 +32,8 @@ from nnatlas.models.segmentation._common import check_image_input, check_num_cla
 
 torch.fx.wrap("check_image_input")
 
+__all__ = ["ERFNetEncoder", "ERFNetDecoder", "ERFNet", "erfnet"]
+
 
 class ERFNetEncoder(nn.Module):
     """``(B, C, H, W) -> (B, 128, H/8, W/8)``; ``output_conv`` (``1 x 1`` to the classes) if given."""
@@ -106,5 +108,17 @@ class ERFNet(nn.Module):
 
 @register_model(task="segmentation", input_size=(3, 32, 32), min_size=1)
 def erfnet(*, num_classes: int = 21, in_channels: int = 3, aux_loss: bool = False) -> ERFNet:
-    """ERFNet (Romera et al. 2018): factorised residual blocks, dilations 2/4/8/16, 2.06M parameters."""
+    """ERFNet (Romera et al. 2018): factorised residual blocks, dilations 2/4/8/16, 2.06M parameters.
+
+    ``(B, in_channels, H, W) -> {"out": (B, num_classes, H, W)}`` for any ``H, W`` (padded to a multiple
+    of 8 inside, cropped back).
+
+    >>> import torch
+    >>> with torch.device("meta"):  # count without allocating
+    ...     model = erfnet(num_classes=20)  # Cityscapes' 19 classes + void, as the paper
+    >>> sum(p.numel() for p in model.parameters())
+    2064256
+    >>> erfnet(num_classes=3).eval()(torch.zeros(1, 3, 20, 30))["out"].shape
+    torch.Size([1, 3, 20, 30])
+    """
     return ERFNet(num_classes=num_classes, in_channels=in_channels, aux_loss=aux_loss)

@@ -52,6 +52,20 @@ from nnatlas.models.segmentation._common import (
 
 torch.fx.wrap("check_image_input")
 
+__all__ = [
+    "FCN_PAD",
+    "FCN_OFFSETS",
+    "convolutionalize",
+    "FCN",
+    "FCNHead",
+    "FCNResNet",
+    "fcn32s",
+    "fcn16s",
+    "fcn8s",
+    "fcn_resnet50",
+    "fcn_resnet101",
+]
+
 #: Caffe's padding of conv1_1 in the FCN reference models.
 FCN_PAD = 100
 #: Crop offsets of the reference models for each (score map, output stride of the model).

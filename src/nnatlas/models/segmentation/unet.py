@@ -42,11 +42,16 @@ from nnatlas.models.segmentation._common import (
 
 torch.fx.wrap("check_image_input")
 
+__all__ = ["valid_output_size", "UNet", "ResNetUNet", "unet"]
+
 
 def valid_output_size(size: int, depth: int = 4) -> int | None:
     """Output size of the unpadded U-Net of ``depth`` levels for an input of ``size``, ``None`` if invalid.
 
     Valid: every pool halves an even size and every map keeps at least one pixel (572 -> 388, 188 -> 4).
+
+    >>> valid_output_size(572), valid_output_size(188), valid_output_size(100)
+    (388, 4, None)
     """
     s = size
     for _ in range(depth):
@@ -234,7 +239,22 @@ def unet(
     decoder_channels: Sequence[int] = (256, 128, 64, 32, 16),
     progress: bool = True,
 ) -> nn.Module:
-    """U-Net (Ronneberger et al. 2015); ``padding=True`` for same size with batch norm; zoo ResNet encoder."""
+    """U-Net (Ronneberger et al. 2015); ``padding=True`` for same size with batch norm; zoo ResNet encoder.
+
+    ``(B, in_channels, H, W) -> {"out": (B, num_classes, H, W)}``. Without ``backbone``, a :class:`UNet`
+    with the arguments of the same names; with ``backbone="resnet18"`` .. ``"resnet152"``, a
+    :class:`ResNetUNet` over that zoo ResNet (``weights_backbone="torchvision"`` for its ImageNet
+    weights) with ``decoder_channels``.
+
+    >>> import torch
+    >>> with torch.device("meta"):  # count without allocating
+    ...     paper = unet(num_classes=2)  # Fig. 1: 64 .. 1024 channels, valid convolutions
+    >>> sum(p.numel() for p in paper.parameters())
+    31031810
+    >>> small = unet(num_classes=2, base_channels=4, depth=2).eval()  # overlap-tile: any size in and out
+    >>> small(torch.zeros(1, 3, 44, 44))["out"].shape
+    torch.Size([1, 2, 44, 44])
+    """
     if backbone is None:
         if weights_backbone is not None or tuple(decoder_channels) != (256, 128, 64, 32, 16):
             raise ValueError(

@@ -18,7 +18,7 @@ with ``score = h_t^T W_a h_s`` ("general", the default) or ``h_t^T h_s`` ("dot")
 3.3), which makes teacher-forced training step by step; without it (the default) the decoder LSTM reads the
 whole target in one call and attention runs over all target positions at once.
 
-The interface is the one of :class:`~nnatlas.models.seq2seq.TransformerSeq2Seq`: ``forward(src, tgt)``
+The interface is the one of :class:`~nnatlas.models.seq2seq.transformer.TransformerSeq2Seq`: ``forward(src, tgt)``
 with teacher forcing, ``generate(src, max_len, method="greedy" | "beam")``, ``pad_id`` / ``bos_id`` /
 ``eos_id`` 0 / 1 / 2, and :meth:`LSTMSeq2Seq.record_attention` for the attention maps.
 
@@ -40,7 +40,7 @@ from torch import Tensor, nn
 from nnatlas.models.registry import register_model
 from nnatlas.models.seq2seq._decoding import beam, greedy, resolve_eos
 
-__all__ = ["LSTMSeq2Seq", "LuongAttention", "lstm_seq2seq"]
+__all__ = ["LSTMSeq2Seq", "LuongAttention", "DecoderState", "Encoded", "lstm_seq2seq"]
 
 SCORES = ("general", "dot")
 
@@ -63,6 +63,8 @@ class LuongAttention(nn.Module):
         self.combine = nn.Linear(2 * hidden_size, hidden_size, bias=False)  # W_c
 
     def keys(self, memory: Tensor) -> Tensor:
+        """The attention keys of ``memory (B, S, H)``: ``W_a h_s`` for "general", ``memory`` itself for
+        "dot"; ``(B, S, H)``."""
         return memory if self.proj is None else self.proj(memory)  # (B, S, H)
 
     def forward(self, query: Tensor, keys: Tensor, memory: Tensor, pad: Tensor) -> tuple[Tensor, Tensor]:

@@ -260,7 +260,20 @@ def transformer_seq2seq(
 
     Pre-norm layers by default (``norm_first=True``), where the paper and the course notes use post-norm
     (``norm_first=False``): pre-norm trains without a learning-rate warm-up (Xiong et al. 2020). See
-    :class:`TransformerSeq2Seq`.
+    :class:`TransformerSeq2Seq`: ``forward(src (B, S), tgt (B, T)) -> (B, T, tgt_vocab_size)``,
+    ``generate(src (B, S), max_len) -> (B, T <= max_len)``.
+
+    >>> import torch
+    >>> model = transformer_seq2seq(vocab_size=12, d_model=32, dim_feedforward=64).eval()
+    >>> sum(p.numel() for p in model.parameters())  # embeddings tied with the output projection
+    43648
+    >>> src = torch.tensor([[1, 5, 6, 7, 2], [1, 8, 9, 2, 0]])  # BOS .. EOS, 0 = padding
+    >>> tgt = torch.tensor([[1, 7, 6], [1, 9, 8]])
+    >>> model(src, tgt).shape  # next-token logits at every target position
+    torch.Size([2, 3, 12])
+    >>> out = model.generate(src, max_len=6)
+    >>> out.shape[0], out.shape[1] <= 6
+    (2, True)
     """
     return TransformerSeq2Seq(
         src_vocab_size=vocab_size,
