@@ -28,7 +28,16 @@ class Swish(nn.Module):
 
     ``torch.nn.SiLU`` is the special case ``beta = 1`` ("Swish-1"); this module adds the ``beta`` of the
     paper, fixed or (``learnable=True``) a trained scalar, as the paper's "Swish" with trainable ``beta``.
-    Any shape in, the same shape out.
+    Elementwise: ``(B, *) -> (B, *)``, any shape in, the same shape out.
+
+    >>> import torch
+    >>> x = torch.tensor([-1.0, 0.0, 2.0])
+    >>> bool(torch.allclose(Swish()(x), torch.nn.SiLU()(x)))  # beta = 1 is SiLU
+    True
+    >>> Swish(0.0)(x)  # beta = 0: x / 2
+    tensor([-0.5000,  0.0000,  1.0000])
+    >>> [name for name, _ in Swish(learnable=True).named_parameters()]
+    ['beta']
     """
 
     def __init__(self, beta: float = 1.0, *, learnable: bool = False) -> None:

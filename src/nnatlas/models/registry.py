@@ -15,6 +15,7 @@ from torch import nn
 
 from nnatlas._suggest import unknown_choice_message
 
+#: The kinds of problem a model is registered for (``register_model(task=...)``, ``list_models(task=...)``).
 TASKS = ("classification", "segmentation", "detection", "seq2seq")
 
 
