@@ -43,7 +43,7 @@ if API_ONLY:
 source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
 exclude_patterns = ["_build", "gallery/*.ipynb", "gallery/*.py", "gallery/*.md5", "gallery/*.zip"]
 if API_ONLY:
-    exclude_patterns += ["index.md", "zh", "gallery"]
+    exclude_patterns += ["index.md", "zh", "gallery", "guide", "experiments"]
 myst_enable_extensions = ["colon_fence", "dollarmath"]
 myst_heading_anchors = 3
 # ref.python: "more than one target for cross-reference 'type'" (a return annotation ``type[...]`` meets
@@ -62,7 +62,8 @@ autodoc_default_options = {
 nitpicky = True
 nitpick_ignore_regex = [
     (r"py:.*", r"(?!nnatlas\.).*\..*"),
-    (r"py:class", r"(?:nnatlas\..*\.)?(Tensor|Module|T|P|R)"),  # torch's short names and TypeVars
+    # short names of torch and matplotlib classes in annotations, and TypeVars
+    (r"py:class", r"(?:nnatlas\..*\.)?(Tensor|Module|Figure|T|P|R)"),
 ]
 autodoc_typehints = "description"
 autodoc_typehints_description_target = "documented_params"
