@@ -1,12 +1,20 @@
 """Every documented public symbol must have a docstring: an empty one is a Sphinx warning (an error under
-``-W``). Constants re-exported by a package take the ``#:`` comment written where they are defined."""
+``-W``). Constants re-exported by a package take the ``#:`` comment written where they are defined.
+
+``.. nnatlas-constants:: PACKAGE`` documents the constants of ``PACKAGE.__all__`` that ``automodule``
+leaves out: those of a built-in type (``tuple``, ``str``, ``int``, ``dict``) defined in a submodule."""
 
 from __future__ import annotations
 
+import builtins
+import importlib
 import sys
 
+from _rst import parse_rst
+from docutils import nodes
 from sphinx.pycode import ModuleAnalyzer
 from sphinx.util import logging
+from sphinx.util.docutils import SphinxDirective
 
 logger = logging.getLogger(__name__)
 CHECKED = {"class", "function", "exception", "data", "method", "property"}
@@ -25,6 +33,8 @@ def _attr_doc(package: str, name: str) -> list[str]:
 
 
 def process_docstring(app, what, name, obj, options, lines):
+    if what == "data" and type(obj).__module__ == "builtins":  # not the docstring of tuple or str
+        lines[:] = _attr_doc(name.rsplit(".", 1)[0], name.rsplit(".", 1)[-1])
     if what not in CHECKED or any(line.strip() for line in lines):
         return
     short = name.rsplit(".", 1)[-1]
@@ -39,6 +49,25 @@ def process_docstring(app, what, name, obj, options, lines):
     logger.warning("public %s %s has no docstring", what, name, type="nnatlas", subtype="docstring")
 
 
+class Constants(SphinxDirective):
+    required_arguments = 1
+
+    def run(self) -> list[nodes.Node]:
+        package = self.arguments[0]
+        module = importlib.import_module(package)
+        own = ModuleAnalyzer.for_module(package).find_attr_docs()
+        names = [
+            n
+            for n in module.__all__
+            if type(getattr(module, n)).__module__ == builtins.__name__
+            and not callable(getattr(module, n))
+            and ("", n) not in own
+        ]
+        lines = [f".. autodata:: {package}.{n}" for n in names]
+        return parse_rst(self, lines, "nnatlas-constants")
+
+
 def setup(app):
+    app.add_directive("nnatlas-constants", Constants)
     app.connect("autodoc-process-docstring", process_docstring)
     return {"parallel_read_safe": True, "parallel_write_safe": True, "version": "1"}

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from _rst import parse_rst
 from docutils import nodes
 from docutils.parsers.rst import directives
-from docutils.statemachine import StringList
 from sphinx.util.docutils import SphinxDirective
 
 
@@ -112,9 +112,7 @@ class NotesMap(SphinxDirective):
                 f":doc:`/gallery/{row.gallery}`" if row.gallery else "-",
             )
             lines += [f"   {'*' if i == 0 else ' '} - {c}" for i, c in enumerate(cells)]
-        node = nodes.container()
-        self.state.nested_parse(StringList(lines, source="notes-map"), self.content_offset, node)
-        return node.children
+        return parse_rst(self, lines, "notes-map")
 
 
 def setup(app):

@@ -5,8 +5,8 @@ the meta device, a real CPU forward only where a model needs values)."""
 from __future__ import annotations
 
 import torch
+from _rst import parse_rst
 from docutils import nodes
-from docutils.statemachine import StringList
 from sphinx.util.docutils import SphinxDirective
 
 from nnatlas.analysis import MetaDeviceError, count_parameters, summary
@@ -59,9 +59,7 @@ class RegistryTable(SphinxDirective):
                 f"     - {shown}",
                 f"     - {info.description or '-'}",
             ]
-        node = nodes.container()
-        self.state.nested_parse(StringList(lines, source="registry-table"), self.content_offset, node)
-        return node.children
+        return parse_rst(self, lines, "registry-table")
 
 
 def setup(app):

@@ -19,10 +19,12 @@ from nnatlas.experiments.base import (
     Measurement,
     get_experiment,
     list_experiments,
+    load_results,
     majority,
     register_experiment,
     run_experiment,
     spread,
+    summary_table,
 )
 
 #: The experiment modules, in the order of the notes' sections (registration order is listing order).
@@ -62,8 +64,10 @@ __all__ = [
     "Measurement",
     "get_experiment",
     "list_experiments",
+    "load_results",
     "majority",
     "register_experiment",
     "run_experiment",
     "spread",
+    "summary_table",
 ]
