@@ -102,6 +102,7 @@ if not API_ONLY:
 # -- HTML ----------------------------------------------------------------------------------------------
 html_theme = "furo"
 html_title = f"nnatlas {release}"
-html_static_path = []
+html_static_path = ["_static"]
+html_css_files = ["nnatlas.css"]
 html_show_sourcelink = False
 html_theme_options = {"navigation_with_keys": True}

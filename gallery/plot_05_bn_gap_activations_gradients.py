@@ -221,11 +221,11 @@ ax.grid(alpha=0.3, axis="y")
 # -----------------------------
 # ``nnatlas experiment run NAME`` trains and measures each claim over 3 seeds and gives a verdict by a
 # criterion written before the run; the full runs are committed under ``docs/experiments/``. The table
-# below is read from their ``result.json`` files (``load_results`` and ``summary_table`` of
-# ``nnatlas.experiments.base``); where the verdict is not "supported", the experiment's own notes
+# below is read from their ``result.json`` files (:func:`~nnatlas.experiments.load_results` and
+# :func:`~nnatlas.experiments.summary_table`); where the verdict is not "supported", the experiment's own notes
 # explain what the numbers show.
 
-from nnatlas.experiments.base import load_results, summary_table
+from nnatlas.experiments import load_results, summary_table
 
 
 def experiments_folder() -> Path:

@@ -335,9 +335,9 @@ fig.tight_layout()
 # ``nnatlas experiment run invariance`` measures the same claim over three seeds, for nets with and
 # without pooling layers, trained with and without random rotations and scalings (augmentation: the
 # invariance learned from data). Its committed result, read with
-# :func:`nnatlas.experiments.base.load_results`:
+# :func:`nnatlas.experiments.load_results`:
 
-from nnatlas.experiments.base import load_results
+from nnatlas.experiments import load_results
 
 
 def repository_root() -> Path:

@@ -43,7 +43,7 @@ import torch
 from nnatlas.analysis import count_parameters
 from nnatlas.data import load_dataset, tokens_to_text
 from nnatlas.engine import Seq2SeqTask, TrainConfig, Trainer
-from nnatlas.experiments.base import load_results
+from nnatlas.experiments import load_results
 from nnatlas.models import create_model
 
 torch.set_num_threads(1)
@@ -165,7 +165,7 @@ for label, model in models.items():
 # ----------------------
 # ``nnatlas experiment run lstm-vs-transformer``: sequences up to length 12, 4,000 training sequences, six
 # epochs, three seeds, one CPU thread; the criterion was fixed before the run. Read with
-# :func:`nnatlas.experiments.base.load_results` from ``docs/experiments``:
+# :func:`nnatlas.experiments.load_results` from ``docs/experiments``:
 
 print(f"claim: {committed['title']}")
 print(f"criterion: {committed['criterion']}")

@@ -56,13 +56,17 @@ def test_gallery_pages_show_their_figures(site):
 
 
 def test_landing_map_links_resolve(site):
-    """Every gallery and API link of the notes map points at a page of the built site."""
+    """Every code and gallery link of the notes map points at an anchor that exists in the built site."""
     import re
 
     for page in ("index.html", "zh/index.html"):
         html = (site / page).read_text(encoding="utf-8")
         table = html.split('class="notes-map', 1)[1].split("</table>", 1)[0]
-        hrefs = set(re.findall(r'href="([^"#]+)(?:#[^"]*)?"', table))
-        assert len(hrefs) >= 20
-        for href in hrefs:
-            assert (site / page).parent.joinpath(href).resolve().is_file(), (page, href)
+        links = set(re.findall(r'href="([^"]+)"', table))
+        assert len(links) >= 50, len(links)
+        assert sum(link.split("#")[0].startswith("gallery/") or "/gallery/" in link for link in links) >= 10
+        for link in links:
+            file, _, anchor = link.partition("#")
+            target = (site / page).parent.joinpath(file).resolve()
+            assert target.is_file(), (page, link)
+            assert not anchor or f'id="{anchor}"' in target.read_text(encoding="utf-8"), (page, link)
