@@ -4,6 +4,7 @@ at hand, every heading of theirs with content is on the map (in the notes' order
 
 import importlib.util
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ import pytest
 from nnatlas.experiments import list_experiments
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "docs" / "_ext"))  # as docs/conf.py does: the extensions import each other
 spec = importlib.util.spec_from_file_location("notes_map", ROOT / "docs" / "_ext" / "notes_map.py")
 notes_map = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(notes_map)
