@@ -1,7 +1,7 @@
 """Every bad value is refused before anything is created: exit code 2, one line naming the flag, no
 traceback, no run folder left, nothing in an existing run folder changed.
 
-``BAD_INPUTS`` is the table the README's reliability figures count. ``{cls}`` / ``{seq}`` stand for a
+``BAD_INPUTS`` is the table the guide's reliability figures count (docs/guide/reliability.md). ``{cls}`` / ``{seq}`` stand for a
 finished classification / seq2seq run folder, ``{file}`` for a plain file.
 """
 

@@ -1,8 +1,8 @@
 """Faults injected into real training processes; after each, ``nnatlas train --resume`` must give the
 metrics of the uninterrupted run, row by row and number for number.
 
-``FAULTS`` is the matrix the README's reliability figures count: SIGINT, SIGTERM (sent to the whole process
-group, as a terminal's Ctrl-C and Slurm's ``scancel`` do) and SIGKILL, in the middle of an epoch, during
+``FAULTS`` is the matrix the guide's reliability figures count (docs/guide/reliability.md): SIGINT,
+SIGTERM (sent to the whole process group, as a terminal's Ctrl-C and Slurm's ``scancel`` do) and SIGKILL, in the middle of an epoch, during
 validation and during a checkpoint write, with and without data-loader workers, for every task. The update
 where a mid-epoch fault lands is drawn at random (seeded, so a failure can be replayed).
 """

@@ -1,7 +1,7 @@
 """Malicious and damaged files in a run folder: refused with exit code 2 and one line naming the file and
 what is wrong, no code from them ever runs, nothing in the folder is changed.
 
-``MALICIOUS`` is the table the README's reliability figures count.
+``MALICIOUS`` is the table the guide's reliability figures count (docs/guide/reliability.md).
 """
 
 import io
