@@ -20,9 +20,13 @@ logger = logging.getLogger(__name__)
 CHECKED = {"class", "function", "exception", "data", "method", "property"}
 
 
-def _attr_doc(package: str, name: str) -> list[str]:
-    """The ``#:`` comment of ``name`` in ``package`` or any of its loaded submodules."""
-    for modname in sorted(m for m in sys.modules if m == package or m.startswith(package + ".")):
+def attr_doc(package: str, name: str) -> list[str]:
+    """The ``#:`` comment of constant ``name`` of ``package``: where it is defined, in one of the package's
+    loaded submodules or, for a constant imported from elsewhere (``nnatlas._choices``), in the rest of
+    nnatlas."""
+    loaded = sorted(m for m in sys.modules if m == "nnatlas" or m.startswith("nnatlas."))
+    inside = [m for m in loaded if m == package or m.startswith(package + ".")]
+    for modname in inside + [m for m in loaded if m not in inside]:
         try:
             docs = ModuleAnalyzer.for_module(modname).find_attr_docs()
         except Exception:  # a compiled or source-less module
@@ -33,17 +37,12 @@ def _attr_doc(package: str, name: str) -> list[str]:
 
 
 def process_docstring(app, what, name, obj, options, lines):
-    if what == "data" and type(obj).__module__ == "builtins":  # not the docstring of tuple or str
-        lines[:] = _attr_doc(name.rsplit(".", 1)[0], name.rsplit(".", 1)[-1])
-    if what not in CHECKED or any(line.strip() for line in lines):
+    package, short = name.rsplit(".", 1)
+    # a constant's documentation is its #: comment (not the docstring of tuple or str)
+    if what == "data" and (type(obj).__module__ == "builtins" or not any(line.strip() for line in lines)):
+        lines[:] = attr_doc(package, short)
+    if what not in CHECKED or any(line.strip() for line in lines) or short.startswith("_"):
         return
-    short = name.rsplit(".", 1)[-1]
-    if short.startswith("_"):
-        return
-    if what == "data":
-        lines[:] = _attr_doc(name.rsplit(".", 1)[0], short)
-        if lines:
-            return
     if what == "method" and short in ("forward", "extra_repr", "reset_parameters"):
         return  # documented by the class docstring, as torch.nn documents its modules
     logger.warning("public %s %s has no docstring", what, name, type="nnatlas", subtype="docstring")

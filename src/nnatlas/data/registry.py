@@ -27,15 +27,11 @@ from typing import Any
 
 from torch.utils.data import Dataset
 
-from nnatlas import _choices
-from nnatlas._choices import AUGMENT_PRESETS
+from nnatlas._choices import AUGMENT_PRESETS, ON_BAD_IMAGE
 from nnatlas._suggest import unknown_choice_message
 from nnatlas._validate import check_bool, check_choice, check_int, check_path
 from nnatlas.data.sequences import SequenceDataset, pad_collate
 
-#: What a file-based image set does with an image it cannot decode: ``error`` (raise a
-#: :class:`~nnatlas.data.DataError` naming the file) or ``skip`` (take the next readable sample).
-ON_BAD_IMAGE = _choices.ON_BAD_IMAGE
 #: The kinds of problem a data set is registered under (the ``task=`` of
 #: :func:`~nnatlas.data.load_dataset`).
 TASKS = ("classification", "segmentation", "detection", "seq2seq")

@@ -7,12 +7,7 @@ import math
 import torch
 from torch import nn
 
-from nnatlas import _choices
-
-#: Names of the optimisers :func:`~nnatlas.engine.build_optimizer` makes.
-OPTIMIZERS = _choices.OPTIMIZERS
-#: Names of the learning-rate schedules :func:`~nnatlas.engine.build_scheduler` makes.
-SCHEDULERS = _choices.SCHEDULERS
+from nnatlas._choices import OPTIMIZERS, SCHEDULERS
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
