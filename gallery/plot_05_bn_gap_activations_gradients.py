@@ -48,7 +48,6 @@ verdicts.
 """
 
 import textwrap
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import torch
@@ -225,21 +224,11 @@ ax.grid(alpha=0.3, axis="y")
 # :func:`~nnatlas.experiments.summary_table`); where the verdict is not "supported", the experiment's own notes
 # explain what the numbers show.
 
-from nnatlas.experiments import load_results, summary_table
-
-
-def experiments_folder() -> Path:
-    here = [Path(globals().get("__file__", "plot.py")).resolve().parent, Path.cwd()]
-    for start in here:
-        for folder in (start, *start.parents):
-            if (folder / "docs" / "experiments").is_dir():
-                return folder / "docs" / "experiments"
-    raise FileNotFoundError("docs/experiments not found")
-
+from _committed import committed_results
+from nnatlas.experiments import summary_table
 
 NAMES = ["batchnorm", "gap-vs-fc", "activations", "relu-sparsity", "exploding-gradients"]
-results = [r for r in load_results(experiments_folder()) if r["name"] in NAMES]
-assert [r["name"] for r in results] == NAMES
+results = committed_results(*NAMES)
 print(summary_table(results))
 for r in results:
     if r["verdict"] != "supported":

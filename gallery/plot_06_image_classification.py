@@ -42,7 +42,6 @@ closes the page.
 # machine several threads per process can slow training down many times over).
 
 import time
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -260,20 +259,20 @@ def acc(x):
         return (model(x).argmax(1) == y_val).float().mean().item()
 
 
-acc_rot = [acc(TF.rotate(x_val, float(a), interpolation=TF.InterpolationMode.BILINEAR)) for a in angles]
-acc_scale = [
-    acc(
-        TF.affine(
-            x_val,
-            angle=0.0,
-            translate=[0, 0],
-            scale=s,
-            shear=[0.0, 0.0],
-            interpolation=TF.InterpolationMode.BILINEAR,
-        )
+def rotated(x, degrees):
+    return TF.rotate(x, float(degrees), interpolation=TF.InterpolationMode.BILINEAR)
+
+
+def rescaled(x, scale):
+    """``x`` scaled about its centre, the canvas kept."""
+    interpolation = TF.InterpolationMode.BILINEAR
+    return TF.affine(
+        x, angle=0.0, translate=[0, 0], scale=scale, shear=[0.0, 0.0], interpolation=interpolation
     )
-    for s in scales
-]
+
+
+acc_rot = [acc(rotated(x_val, a)) for a in angles]
+acc_scale = [acc(rescaled(x_val, s)) for s in scales]
 print("rotation (degrees): " + "  ".join(f"{a:>5}" for a in angles))
 print("accuracy:           " + "  ".join(f"{v:5.3f}" for v in acc_rot))
 print("scale:              " + "  ".join(f"{s:>5}" for s in scales))
@@ -300,24 +299,8 @@ fig.tight_layout()
 
 example = x_val[:1]
 views = [("original", example)]
-views += [
-    (f"rotated {a} deg", TF.rotate(example, float(a), interpolation=TF.InterpolationMode.BILINEAR))
-    for a in (30, 60)
-]
-views += [
-    (
-        f"scale {s}",
-        TF.affine(
-            example,
-            angle=0.0,
-            translate=[0, 0],
-            scale=s,
-            shear=[0.0, 0.0],
-            interpolation=TF.InterpolationMode.BILINEAR,
-        ),
-    )
-    for s in (0.7, 1.4)
-]
+views += [(f"rotated {a} deg", rotated(example, a)) for a in (30, 60)]
+views += [(f"scale {s}", rescaled(example, s)) for s in (0.7, 1.4)]
 fig, axes = plt.subplots(1, len(views), figsize=(9, 2.2))
 for ax, (name, img) in zip(axes, views, strict=True):
     with torch.no_grad():
@@ -337,20 +320,9 @@ fig.tight_layout()
 # invariance learned from data). Its committed result, read with
 # :func:`nnatlas.experiments.load_results`:
 
-from nnatlas.experiments import load_results
+from _committed import committed_results
 
-
-def repository_root() -> Path:
-    """The folder above this page's (or the working directory) that holds ``docs/experiments``."""
-    for start in (Path(globals().get("__file__", "plot.py")).resolve().parent, Path.cwd()):
-        for folder in (start, *start.parents):
-            if (folder / "docs" / "experiments").is_dir():
-                return folder
-    raise FileNotFoundError("docs/experiments not found")
-
-
-root = repository_root()
-result = next(r for r in load_results(root / "docs" / "experiments") if r["name"] == "invariance")
+(result,) = committed_results("invariance")
 print(f"claim ({result['claim']['section']}): {result['title']}")
 print(f"verdict: {result['verdict']} -- {result['key_number']}")
 for row in result["table"]:

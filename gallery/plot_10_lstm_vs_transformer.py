@@ -34,16 +34,16 @@ experiment (three seeds, longer sequences, its verdict).
 # -----
 
 import time
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
+from _committed import FOLDER as COMMITTED
+from _committed import committed_results
 from nnatlas.analysis import count_parameters
 from nnatlas.data import load_dataset, tokens_to_text
 from nnatlas.engine import Seq2SeqTask, TrainConfig, Trainer
-from nnatlas.experiments import load_results
 from nnatlas.models import create_model
 
 torch.set_num_threads(1)
@@ -51,18 +51,7 @@ torch.manual_seed(0)
 np.random.seed(0)
 t_start = time.perf_counter()
 
-
-def repository_root() -> Path:
-    """The folder above this page's (or the working directory) that holds ``docs/experiments``."""
-    for start in (Path(globals().get("__file__", "plot.py")).resolve().parent, Path.cwd()):
-        for folder in (start, *start.parents):
-            if (folder / "docs" / "experiments").is_dir():
-                return folder
-    raise FileNotFoundError("docs/experiments not found")
-
-
-root = repository_root()
-committed = {r["name"]: r for r in load_results(root / "docs" / "experiments")}["lstm-vs-transformer"]
+(committed,) = committed_results("lstm-vs-transformer")
 
 # %%
 # Two models of similar size
@@ -177,7 +166,7 @@ for note in committed["notes"]:
     print("note:", note)
 
 fig, ax = plt.subplots(figsize=(10, 4))
-ax.imshow(plt.imread(root / "docs" / "experiments" / "lstm-vs-transformer" / "figure.png"))
+ax.imshow(plt.imread(COMMITTED / "lstm-vs-transformer" / "figure.png"))
 ax.axis("off")
 ax.set_title("the committed figure of the lstm-vs-transformer experiment (3 seeds)")
 fig.tight_layout()
