@@ -86,7 +86,7 @@ if not API_ONLY:
         "examples_dirs": str(HERE.parent / "gallery"),
         "gallery_dirs": "gallery",
         "filename_pattern": r"/plot_",
-        "ignore_pattern": r"__init__\.py|/_",  # gallery/_committed.py is a helper the pages import
+        "ignore_pattern": r"^_",  # file names: __init__.py, and _committed.py, a helper the pages import
         "within_subsection_order": "FileNameSortKey",
         "plot_gallery": _execute,
         "abort_on_example_error": True,
