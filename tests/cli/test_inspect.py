@@ -299,3 +299,16 @@ def test_seq2seq_models_get_source_and_target_token_ids(capsys):
         reference = summary(model, inputs=(ids, ids.clone()))
         assert data["total_macs"] == reference.total_macs > 0
         assert not data["unsupported"] and data["input"] == [[1, steps], [1, steps]], data["input"]
+
+
+def test_seq2seq_models_refuse_the_image_pictures_before_measuring(capsys, tmp_path):
+    """--erf and --rf-image need one image input: a seq2seq model is refused up front, nothing written."""
+    name = list_models(task="seq2seq")[0]
+    for flag, value in (("--erf", str(tmp_path / "erf.png")), ("--rf-image", "astronaut")):
+        args = ["inspect", name, flag, value]
+        if flag == "--rf-image":
+            args += ["--rf-out", str(tmp_path / "rf.png")]
+        result = call(capsys, *args)
+        assert result.returncode == 2 and result.stdout == "", (flag, result.stdout[:200])
+        assert "needs a model with one image input" in result.stderr and result.stderr.count("\n") == 1
+    assert list(tmp_path.iterdir()) == []

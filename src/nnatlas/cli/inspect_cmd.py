@@ -199,7 +199,8 @@ def _check_kwargs(builder: Any, kwargs: dict[str, Any], what: str) -> None:
 
 def resolve_model(spec: str, kwargs: dict[str, Any] | None = None) -> tuple[Any, str]:
     """``(build, kind)``: ``build(device)`` makes MODEL on ``"meta"`` or ``"cpu"``; ``kind`` is
-    ``classification``, ``detection``, ``segmentation``, ``video``, ``optical_flow`` or ``registered``."""
+    ``classification``, ``detection``, ``segmentation``, ``video``, ``optical_flow``, ``seq2seq`` (a registered
+    sequence model: source and target token ids) or ``registered``."""
     import importlib
 
     from nnatlas._suggest import unknown_choice_message
@@ -345,9 +346,10 @@ def run(args: argparse.Namespace) -> int:
     shapes = [parse_shape(text) for text in args.input] if args.input is not None else None
     kwargs = parse_kwargs(args.kwargs) if args.kwargs is not None else {}
     make, kind = resolve_model(args.model, kwargs)
-    if erf_path is not None and (kind == "detection" or (shapes and len(shapes) > 1)):
+    images = kind not in ("detection", "seq2seq")  # one (B, C, H, W) tensor, unless --input says otherwise
+    if erf_path is not None and (not images or (shapes and len(shapes) > 1)):
         raise UsageError("--erf needs a model with one image input (B,C,H,W)")
-    if rf_path is not None and (kind == "detection" or (shapes and (len(shapes) > 1 or len(shapes[0]) != 4))):
+    if rf_path is not None and (not images or (shapes and (len(shapes) > 1 or len(shapes[0]) != 4))):
         raise UsageError("--rf-image needs a model with one image input (B,C,H,W)")
     if rf_path is not None:
         _check_image(args.rf_image)  # a bad image is reported before anything is measured
